@@ -1,0 +1,5 @@
+import sys
+
+from cfviewer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,22 @@
+"""Shared fixtures. Tests that need ../shared/data skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CFVIEWER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Two xdist workers on two cores: one torch thread each keeps them from fighting.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (real radiographs exist only for developers and CI)")
+    return SHARED_DATA
