@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,18 +223,18 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(p)
-        except Image.DecompressionBombError as exc:
-            raise ImageLoadError(p, f"{exc}; downscale it before importing") from exc
+        except Image.DecompressionBombError as exc:  # Pillow's own, far above ours
+            m = re.search(r"\((\d+) pixels\)", str(exc))
+            count = f"{int(m.group(1)) / 1e6:.0f} megapixels" if m else "the image"
+            raise ImageLoadError(
+                p, f"{count} exceeds the limit of {MAX_PIXELS // 1_000_000} megapixels; "
+                "downscale it before importing"
+            ) from exc
         with im:
             w, h = im.size
             _too_big(p, h, w)  # header only, nothing decoded yet
             mode = im.mode
-            old = Image.MAX_IMAGE_PIXELS
-            try:
-                Image.MAX_IMAGE_PIXELS = None  # our own limit applies (checked above)
-                im.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+            im.load()
             bits = 8
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 arr = np.asarray(im, dtype=np.uint16)
@@ -442,7 +443,8 @@ def _dicom_grey_values(
     has_window = ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
     if has_lut:
         lut_bits = int(voi_seq[0].LUTDescriptor[2])
-        values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+        # LUT inputs are integers (the Modality LUT output); rescale made them float
+        values = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True)
         lo, hi = 0.0, float(max(2**lut_bits - 1, float(np.max(values, initial=0))))
         steps["voi"] = {"lut": str(voi_seq[0].get("LUTExplanation", "")) or True}
     elif has_window:
