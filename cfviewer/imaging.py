@@ -173,8 +173,14 @@ def _sniff(p: Path) -> str:
                 p, f"unsupported format {name}; supported: {SUPPORTED}. "
                 "Convert it, e.g. to 16-bit PNG"
             )
-    if p.suffix.lower() in _DICOM_SUFFIXES and _looks_like_raw_dicom(head):
-        return "dicom"  # DICOM without the 128-byte preamble (old ACR-NEMA style files)
+    if p.suffix.lower() in _DICOM_SUFFIXES:
+        if _looks_like_raw_dicom(head):
+            return "dicom"  # DICOM without the 128-byte preamble (old ACR-NEMA style files)
+        if p.suffix:
+            raise ImageLoadError(
+                p, "not a DICOM file (no 'DICM' marker at byte 128, no DICOM header) and not "
+                f"another supported format ({SUPPORTED}); re-export it from the PACS/viewer"
+            )
     raise ImageLoadError(
         p, f"not an image in a supported format (suffix {p.suffix or 'none'!r}, "
         f"unrecognised content); supported: {SUPPORTED}"
@@ -346,8 +352,17 @@ def _load_dicom(p: Path) -> LoadedImage:
     if rows == 0 or cols == 0:
         raise ImageLoadError(p, f"DICOM has an empty image ({cols} x {rows})")
 
-    meta_tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    tsyntax = meta_tsyntax or pydicom.uid.ImplicitVRLittleEndian
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsyntax is None:  # no file meta (preamble-less file): use the encoding that was read
+        from pydicom.dataset import FileMetaDataset
+
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        tsyntax = (pydicom.uid.ImplicitVRLittleEndian if implicit
+                   else pydicom.uid.ExplicitVRLittleEndian if little
+                   else pydicom.uid.ExplicitVRBigEndian)
+        if getattr(ds, "file_meta", None) is None:
+            ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = tsyntax
     ts_name = getattr(tsyntax, "name", str(tsyntax))
     if tsyntax.is_compressed:
         _require_decoder(p, tsyntax)
@@ -400,7 +415,7 @@ def _require_decoder(p: Path, tsyntax: Any) -> None:
     except NotImplementedError:
         raise ImageLoadError(
             p, f"transfer syntax {tsyntax} ({name}) is not supported by pydicom; "
-            "convert the file to an uncompressed or JPEG/JPEG 2000 DICOM (e.g. dcmtk's dcmdjpeg)"
+            "export or convert it to an uncompressed (or JPEG / JPEG 2000) DICOM before importing"
         ) from None
     if not decoder.is_available:
         pkgs = _CODEC_PACKAGES.get(str(tsyntax), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg")
@@ -452,8 +467,11 @@ def _dicom_grey_values(
         values = apply_voi_lut(np.asarray(values, np.float64), ds, index=0, prefer_lut=False)
         steps["voi"] = {"center": center, "width": width,
                         "function": str(ds.get("VOILUTFunction", "LINEAR"))}
-        # pydicom maps the window onto the Bits-Stored range after rescale (already lo..hi),
-        # except that it does not re-sort for a negative slope.
+        # pydicom maps the window onto the Bits-Stored range after rescale, unsorted: with a
+        # negative slope its "y_min" is the larger value, and that end must become -1024.
+        slope = float(ds.get("RescaleSlope", 1) or 1) if "ModalityLUTSequence" not in ds else 1.0
+        if slope < 0:
+            lo, hi = hi, lo
     return np.asarray(values), float(lo), float(hi), steps
 
 

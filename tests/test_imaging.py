@@ -204,6 +204,22 @@ def test_voi_lut_sequence_preferred_over_window(tmp_path: Path) -> None:
     assert out.meta["voi"]["lut"]
 
 
+def test_negative_slope_window_and_preambleless_dicom(tmp_path: Path) -> None:
+    stored = np.arange(0, 4096, 4, dtype=np.uint16).reshape(32, 32)
+    path = raw_dicom(tmp_path, stored, RescaleSlope=-1, RescaleIntercept=4095,
+                     WindowCenter=2048, WindowWidth=4096)
+    # value = 4095 - stored: a negative slope flips the image, the window keeps it full range
+    np.testing.assert_allclose(imaging.load(path), -(stored / 4095 * 2048 - 1024), atol=0.51)
+
+    img = ramp(64, 48)
+    ds = pydicom.dcmread(imaging.write_dicom(tmp_path / "a.dcm", img, patient_id="P"))
+    ds.preamble = None
+    del ds.file_meta
+    ds.save_as(tmp_path / "old.dcm", implicit_vr=True, little_endian=True)
+    assert (tmp_path / "old.dcm").read_bytes()[128:132] != b"DICM"
+    np.testing.assert_allclose(imaging.load(tmp_path / "old.dcm"), img, atol=0.26)
+
+
 def test_monochrome1_signed_and_multiframe(tmp_path: Path) -> None:
     stored = np.arange(0, 4096, 4, dtype=np.uint16).reshape(32, 32)
     mono1 = raw_dicom(tmp_path, stored, name="m1.dcm", PhotometricInterpretation="MONOCHROME1",
@@ -297,7 +313,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     (tmp_path / "trunc.dcm").write_bytes(dcm.read_bytes()[: dcm.stat().st_size - 3000])
     cases["truncated dicom"] = (tmp_path / "trunc.dcm", "truncated")
     (tmp_path / "junk.dcm").write_bytes(bytes(range(256)) * 4)
-    cases["junk dicom"] = (tmp_path / "junk.dcm", "not")
+    cases["junk dicom"] = (tmp_path / "junk.dcm", "not a DICOM file")
     ds = pydicom.dcmread(dcm)
     del ds.PixelData
     ds.save_as(tmp_path / "nopix.dcm")
@@ -326,14 +342,15 @@ def test_every_bad_input_raises_image_load_error(tmp_path: Path) -> None:
 
 
 def test_megapixel_limit_checked_before_decoding(tmp_path: Path) -> None:
-    png = _png_header_only(tmp_path / "huge.png", 15000, 15000)
+    # 110 MP: above our limit, below Pillow's own decompression-bomb error (179 MP)
+    png = _png_header_only(tmp_path / "huge.png", 11000, 10000)
     dcm = imaging.write_dicom(tmp_path / "d.dcm", ramp(8, 8), patient_id="T")
     ds = pydicom.dcmread(dcm)
-    ds.Rows = ds.Columns = 11000
+    ds.Rows, ds.Columns = 11000, 10000
     ds.save_as(dcm)
     for path in (png, dcm):
         tracemalloc.start()
-        with pytest.raises(ImageLoadError, match="megapixels"):
+        with pytest.raises(ImageLoadError, match="= 110 megapixels exceeds the limit of 100"):
             imaging.load(path)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
