@@ -1,0 +1,249 @@
+"""Normal frontal (PA) chest anatomy, drawn as an attenuation map in the body frame.
+
+Attenuation is in rough "cm of water" units; `generator.py` turns it into a radiograph.
+Image left = patient's right (side -1), image right = patient's left (side +1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scipy.ndimage import gaussian_filter
+
+from cfviewer.phantoms.raster import Frame, ellipse_r2, ramp, segment_distance, splat
+
+F32 = np.float32
+SIDES = (-1, 1)
+
+
+@dataclass
+class Patient:
+    """Per-patient shape parameters (body-frame units; the image spans about [-1, 1])."""
+
+    W: float                 # lateral lung half-width at its widest (inner thorax)
+    apex: float              # lung apex y
+    dome_right: float        # right hemidiaphragm dome y (the higher one)
+    dome_left: float
+    ctr: float               # cardiothoracic ratio
+    heart_aspect: float
+    heart_tilt: float
+    neck: float              # neck half-width
+    shoulder: float          # body half-width below the shoulders
+    rib_spacing: float
+    rib_phase: float
+    vessel_seed: int
+    gastric_bubble: bool
+
+    @property
+    def heart_width(self) -> float:
+        return self.ctr * 2.0 * self.W
+
+    @property
+    def heart_axes(self) -> tuple[float, float, float, float, float]:
+        """(cx, cy, a, b, theta) of the heart ellipse, sized so its horizontal extent = CTR * 2W."""
+        e = self.heart_width
+        c, s = np.cos(self.heart_tilt), np.sin(self.heart_tilt)
+        k = self.heart_aspect
+        a = (e / 2.0) / np.sqrt(c * c + k * k * s * s)
+        b = k * a
+        cx = 0.2 * e - 0.01
+        cy = self.dome_left - 0.1 - 0.25 * b
+        return cx, cy, a, b, self.heart_tilt
+
+    def dome(self, side: int) -> float:
+        return self.dome_right if side < 0 else self.dome_left
+
+
+def sample_patient(rng: np.random.Generator, ctr: float) -> Patient:
+    dome_r = rng.uniform(0.24, 0.40)
+    return Patient(
+        W=rng.uniform(0.72, 0.82),
+        apex=rng.uniform(-0.76, -0.68),
+        dome_right=dome_r,
+        dome_left=dome_r + rng.uniform(0.03, 0.07),
+        ctr=ctr,
+        heart_aspect=rng.uniform(0.68, 0.8),
+        heart_tilt=rng.uniform(0.3, 0.5),
+        neck=rng.uniform(0.18, 0.24),
+        shoulder=rng.uniform(1.0, 1.12),
+        rib_spacing=rng.uniform(0.105, 0.122),
+        rib_phase=rng.uniform(-0.02, 0.02),
+        vessel_seed=int(rng.integers(0, 2**31)),
+        gastric_bubble=bool(rng.random() < 0.7),
+    )
+
+
+@dataclass
+class Anatomy:
+    """Layers of one normal chest, plus geometry the findings need."""
+
+    base: np.ndarray                         # soft tissue + bone + mediastinum attenuation
+    air: np.ndarray                          # lung air thickness (subtracted from base)
+    vessels: np.ndarray                      # vessel markings (added inside lungs only)
+    lung: dict[int, np.ndarray]              # soft lung field per side (0..1)
+    lung_outer: dict[int, np.ndarray]        # distance inward from chest wall / apex per side
+    lung_depth: dict[int, np.ndarray]        # signed distance inside the lung per side
+    heart: np.ndarray                        # bool heart silhouette above the diaphragm
+    body: np.ndarray                         # bool body outline
+    below_diaphragm: np.ndarray              # float 0..1
+    extra: dict = field(default_factory=dict)
+
+
+def diaphragm_y(p: Patient, side: int, d: np.ndarray) -> np.ndarray:
+    """Diaphragm height at distance d from the midline: a dome, lowest in the costophrenic angle."""
+    return F32(p.dome(side)) + F32(0.95) * (d - F32(0.42)) ** 2
+
+
+def lung_lateral(p: Patient, y: np.ndarray) -> np.ndarray:
+    """Inner chest wall: widest at y = 0.15, narrowing towards the apex."""
+    top = np.clip(F32(0.15) - y, 0.0, None)
+    return F32(p.W) - F32(0.42) * top * top
+
+
+def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
+    x, y = f.x, f.y
+    ax = np.abs(x)
+    edge = 1.2 * f.px
+
+    # --- body outline: neck, shoulders, chest wall; cylindrical soft-tissue thickness ---------
+    sh = 1.0 / (1.0 + np.exp(-(y + F32(0.7)) / F32(0.045)))
+    hw = F32(p.neck) + F32(p.shoulder - p.neck) * sh
+    rel = ax / hw
+    body_t = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0))
+    base = F32(1.0) * body_t + F32(0.25)
+    base *= ramp(1.0 - rel, 0.02)
+    body = rel < 1.0
+
+    # --- abdomen below the diaphragm ------------------------------------------------------
+    dia = np.where(x < 0, diaphragm_y(p, -1, ax), diaphragm_y(p, 1, ax))
+    below = ramp(y - dia, 1.5 * f.px)
+    base += F32(0.32) * below * body_t
+
+    # --- lungs -----------------------------------------------------------------------------
+    lat = lung_lateral(p, y)
+    lung, outer, depth = {}, {}, {}
+    air = np.zeros_like(x)
+    hx, hy, ha, hb, ht = p.heart_axes
+    heart_r2 = ellipse_r2(f, hx, hy, ha, hb, ht)
+    heart_soft = ramp(1.0 - heart_r2, 0.12)
+    knob_r2 = ellipse_r2(f, 0.085, -0.31, 0.075, 0.065)
+    for s in SIDES:
+        d = x * F32(s)
+        apex_y = F32(p.apex) + F32(2.2) * (d - F32(0.3)) ** 2
+        med = F32(0.105 if s < 0 else 0.085) + F32(0.0) * d
+        m_outer = np.minimum(lat - d, y - apex_y)
+        m = np.minimum(np.minimum(m_outer, d - med), diaphragm_y(p, s, d) - y)
+        if s > 0:
+            m = np.minimum(m, np.sqrt(knob_r2) - 1.0)
+        soft = ramp(m, edge)
+        lung[s] = soft
+        outer[s] = m_outer
+        depth[s] = m
+        t = np.clip((y - F32(p.apex)) / F32(0.9), 0.0, 1.0)
+        thick = ramp(m, 0.14) ** 0.5 * (F32(0.75) + F32(0.35) * t)
+        air += soft * thick
+    air *= 1.0 - F32(0.85) * heart_soft
+    air *= F32(0.8)
+
+    # --- mediastinum, heart, aortic knob, trachea -------------------------------------------
+    base += F32(0.22) * ramp(1.0 - heart_r2, 0.25) * (1.0 - below)
+    base += F32(0.12) * ramp(1.0 - knob_r2, 0.3)
+    trachea = segment_distance(f, (0.0, -1.05), (0.0, -0.24))
+    bronchus = np.minimum(segment_distance(f, (0.0, -0.24), (-0.17, -0.1)),
+                          segment_distance(f, (0.0, -0.24), (0.16, -0.08)))
+    base -= F32(0.22) * ramp(F32(0.032) - trachea, 0.012)
+    base -= F32(0.12) * ramp(F32(0.02) - bronchus, 0.01)
+
+    # --- spine: vertebral bodies with end plates and pedicles --------------------------------
+    spine_w = F32(0.07)
+    spine_prof = np.sqrt(np.clip(1.0 - (x / spine_w) ** 2, 0.0, 1.0))
+    phase = (y - F32(p.rib_phase)) / F32(p.rib_spacing * 0.82)
+    frac = phase - np.floor(phase)
+    plate = np.abs(frac - F32(0.5)) * 2.0
+    vert = F32(0.16) + F32(0.09) * plate ** 6
+    ped = (np.abs(ax - F32(0.045)) < F32(0.014)) & (np.abs(frac - F32(0.3)) < F32(0.12))
+    base += spine_prof * vert + F32(0.08) * ped
+    # --- posterior ribs: every rib from one vectorised arch, spacing growing downwards ------
+    d = ax
+    g = F32(-0.22) * d + F32(0.62) * d * d
+    yy = y - g - F32(p.apex - 0.07 + p.rib_phase)
+    sp, acc = F32(p.rib_spacing), F32(0.0035)
+    k = (-sp + np.sqrt(np.clip(sp * sp + 4 * acc * yy, 0.0, None))) / (2 * acc)
+    kf = k - np.floor(k)
+    wf = F32(0.42)
+    q = kf / wf
+    on = (kf < wf) & (k >= 0) & (k < 10) & (yy > 0)
+    rib_lat = lat + F32(0.06)
+    prof = F32(0.55) + F32(0.45) * np.abs(2 * q - 1) ** 4
+    rib = np.where(on, prof, 0.0) * ramp(rib_lat - d, 0.02) * ramp(d - F32(0.05), 0.05)
+    rib *= 1.0 - F32(0.75) * below
+    base += F32(0.2) * rib
+    # anterior ribs: faint, running down towards the sternum
+    ga = F32(-0.38) * d
+    ka = (y - ga - F32(p.apex + 0.05)) / F32(p.rib_spacing * 1.25)
+    kaf = ka - np.floor(ka)
+    on_a = (kaf < 0.33) & (ka >= 0) & (ka < 6)
+    base += F32(0.06) * on_a * ramp(rib_lat - d, 0.03) * ramp(d - F32(0.22), 0.08)
+
+    # --- clavicles and humeral heads -----------------------------------------------------
+    for s in SIDES:
+        cl = np.minimum(segment_distance(f, (s * 0.06, -0.66), (s * 0.42, -0.74)),
+                        segment_distance(f, (s * 0.42, -0.74), (s * 0.72, -0.7)))
+        cw = F32(0.032)
+        base += F32(0.3) * np.sqrt(np.clip(1.0 - (cl / cw) ** 2, 0.0, 1.0))
+        hr2 = ellipse_r2(f, s * (p.W + 0.2), -0.6, 0.14, 0.13)
+        base += F32(0.4) * np.sqrt(np.clip(1.0 - hr2, 0.0, 1.0))
+        # scapula edge over the lateral lung
+        sc = segment_distance(f, (s * 0.72, -0.66), (s * 0.6, -0.1))
+        base += F32(0.06) * ramp(F32(0.03) - sc, 0.02)
+
+    # --- gastric bubble under the left dome -------------------------------------------------
+    if p.gastric_bubble:
+        gb = ellipse_r2(f, 0.42, p.dome_left + 0.1, 0.11, 0.06)
+        base -= F32(0.2) * ramp(1.0 - gb, 0.3) * below
+
+    # --- hila and branching vessels ----------------------------------------------------------
+    vessels = draw_vessels(f, p)
+    for s in SIDES:
+        h2 = ellipse_r2(f, s * 0.2, -0.06, 0.08, 0.11)
+        vessels += F32(0.12) * np.exp(-1.5 * h2)
+
+    heart = (heart_r2 < 1.0) & (below < 0.5)
+    return Anatomy(base=base, air=air, vessels=vessels, lung=lung, lung_outer=outer,
+                   lung_depth=depth, heart=heart, body=body, below_diaphragm=below)
+
+
+def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
+    """Branching pulmonary vessel trees from each hilum, thick centrally, fading outwards."""
+    rng = np.random.default_rng(p.vessel_seed)
+    segs: list[tuple[float, float, float, float, float]] = []
+    for s in SIDES:
+        hx, hy = s * 0.2, -0.06
+        for ang in (-2.0, -1.35, -0.7, -0.2, 0.35, 0.9):   # up, out, down (radians from lateral)
+            a = ang + rng.normal(0, 0.12)
+            stack = [(hx, hy, a, 0.2, 1.0, 0)]
+            while stack:
+                x0, y0, a0, L, w, depth = stack.pop()
+                x1 = x0 + s * L * np.cos(a0)
+                y1 = y0 + L * np.sin(a0)
+                segs.append((x0, y0, x1, y1, w))
+                if depth < 4:
+                    for sign in (-1, 1):
+                        da = sign * rng.uniform(0.25, 0.6)
+                        stack.append((x1, y1, a0 + da, L * rng.uniform(0.6, 0.8), w * 0.68, depth + 1))
+    seg = np.asarray(segs)
+    step = 0.6 * f.px
+    lens = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
+    counts = np.maximum((lens / step).astype(int), 2)
+    idx = np.repeat(np.arange(len(seg)), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    t = (np.arange(idx.size) - starts) / np.repeat(counts, counts)
+    xs = seg[idx, 0] + t * (seg[idx, 2] - seg[idx, 0])
+    ys = seg[idx, 1] + t * (seg[idx, 3] - seg[idx, 1])
+    w = seg[idx, 4] * (step / f.px)
+    img = splat(f, xs, ys, w)
+    img = gaussian_filter(img, 0.7 * (f.size / 224) ** 0.5)
+    return img * F32(0.2)
+

@@ -1,0 +1,193 @@
+"""The six pathologies as edits of a normal chest, each with its pixel mask.
+
+Every finding adds attenuation (`dens`), may scale lung air (`air_scale`) and vessel
+markings (`vessel_keep`), and returns a boolean mask of where it is plus a little metadata.
+`severity` in [0, 1] sets how conspicuous it is (0 = subtle, 1 = obvious).
+Cardiomegaly is drawn by anatomy (heart size from the CTR); its mask is the heart silhouette.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, zoom
+
+from cfviewer.phantoms.anatomy import Anatomy, Patient, diaphragm_y, lung_lateral
+from cfviewer.phantoms.raster import Frame, ellipse_r2, ramp, segment_distance
+
+F32 = np.float32
+
+CTR_NORMAL = (0.38, 0.48)
+CTR_ENLARGED = (0.53, 0.66)
+
+
+@dataclass
+class Edits:
+    """Accumulated changes to a normal chest."""
+
+    dens: np.ndarray
+    air_scale: np.ndarray
+    vessel_keep: np.ndarray
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, size: int) -> Edits:
+        return cls(np.zeros((size, size), F32), np.ones((size, size), F32), np.ones((size, size), F32))
+
+
+def sample_ctr(rng: np.random.Generator, positive: bool, severity: float) -> float:
+    if positive:
+        lo, hi = CTR_ENLARGED
+        return float(lo + (hi - lo) * (0.15 + 0.85 * severity) * rng.uniform(0.8, 1.0))
+    return float(rng.uniform(*CTR_NORMAL))
+
+
+def _lung_point(rng: np.random.Generator, p: Patient, side: int, margin: float,
+                y_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """A point inside the lung field of `side`, at least `margin` from its borders."""
+    for _ in range(200):
+        y0, y1 = y_range or (p.apex + 0.15, p.dome(side) - 0.05)
+        y = rng.uniform(y0, y1)
+        lat = float(lung_lateral(p, np.float32(y)))
+        d = rng.uniform(0.12, lat)
+        apex_y = p.apex + 2.2 * (d - 0.3) ** 2
+        m = min(lat - d, y - apex_y, d - 0.11, float(diaphragm_y(p, side, np.float32(d))) - y)
+        if side > 0:  # heart and knob sit medially on the left
+            hx, hy, ha, hb, ht = p.heart_axes
+            c, s = np.cos(ht), np.sin(ht)
+            u, v = (c * (d - hx) + s * (y - hy)) / ha, (c * (y - hy) - s * (d - hx)) / hb
+            if u * u + v * v < (1 + margin / hb) ** 2:
+                continue
+        else:
+            hx, hy, ha, hb, ht = p.heart_axes
+            c, s = np.cos(ht), np.sin(ht)
+            u, v = (c * (-d - hx) + s * (y - hy)) / ha, (c * (y - hy) - s * (-d - hx)) / hb
+            if u * u + v * v < (1 + margin / hb) ** 2:
+                continue
+        if m > margin:
+            return side * d, y
+    return side * 0.45, -0.1
+
+
+def atelectasis(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Plate-like (discoid) band in a lower zone, or upper-lobe collapse: a dense wedge
+    against the mediastinum bounded below by the elevated fissure."""
+    side = int(rng.choice((-1, 1)))
+    lung = a.lung[side]
+    if rng.random() < 0.55:
+        kind = "plate"
+        cx, cy = _lung_point(rng, p, side, 0.06, (p.dome(side) - 0.38, p.dome(side) - 0.1))
+        L = rng.uniform(0.2, 0.34)
+        t = rng.uniform(0.022, 0.04) * (0.8 + 0.5 * sev)
+        ang = rng.uniform(-0.3, 0.3)
+        dx, dy = 0.5 * L * np.cos(ang), 0.5 * L * np.sin(ang)
+        dist = segment_distance(f, (cx - dx, cy - dy), (cx + dx, cy + dy))
+        band = ramp(F32(t / 2) - dist, 0.012) * lung
+        e.dens += F32(0.3 + 0.25 * sev) * band
+        mask = band > 0.3
+        info = {"kind": kind, "side": side, "center": (cx, cy), "length": L, "thickness": t}
+    else:
+        kind = "lobar"
+        d = f.x * F32(side)
+        hil = (0.13, rng.uniform(-0.14, -0.06))
+        lat_y = rng.uniform(-0.52, -0.3)
+        lat_d = float(lung_lateral(p, np.float32(lat_y)))
+        slope = (lat_y - hil[1]) / (lat_d - hil[0])
+        fissure = F32(hil[1]) + F32(slope) * (d - F32(hil[0]))
+        # concave fissure: bowed upwards in its middle (volume loss)
+        bow = F32(0.05 + 0.05 * sev) * np.sin(np.clip((d - F32(hil[0])) / F32(lat_d - hil[0]), 0, 1) * np.pi)
+        below_edge = fissure - bow - f.y
+        wedge = ramp(below_edge, 0.008) * lung
+        grad = F32(0.7) + F32(0.3) * ramp(F32(0.45) - d, 0.3)
+        e.dens += F32(0.22 + 0.25 * sev) * wedge * grad
+        e.air_scale *= 1.0 - F32(0.4) * wedge
+        mask = wedge > 0.3
+        info = {"kind": kind, "side": side, "fissure": (hil, (lat_d, lat_y))}
+    e.masks["Atelectasis"] = mask
+    e.meta["Atelectasis"] = info
+
+
+def effusion(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Basal fluid with a meniscus rising laterally; blunts the costophrenic angle and hides
+    the hemidiaphragm. Uni- or bilateral."""
+    sides = [int(rng.choice((-1, 1)))] if rng.random() < 0.7 else [-1, 1]
+    mask = np.zeros((f.size, f.size), bool)
+    heights = {}
+    for side in sides:
+        d = f.x * F32(side)
+        cp_y = float(diaphragm_y(p, side, np.float32(p.W)))
+        h = rng.uniform(0.08, 0.16) + 0.2 * sev * rng.uniform(0.5, 1.0)
+        rel = np.clip((d - F32(0.1)) / F32(p.W - 0.1), 0.0, 1.0)
+        top = F32(cp_y - h) - F32(0.12) * rel ** 2 - F32(0.06)
+        fluid = ramp(f.y - top, 0.05) * a.lung[side]
+        e.dens += F32(0.5 + 0.2 * sev) * fluid
+        e.air_scale *= 1.0 - F32(0.5) * fluid
+        e.vessel_keep *= 1.0 - fluid
+        mask |= (fluid > 0.35)
+        heights[side] = h
+    e.masks["Effusion"] = mask
+    e.meta["Effusion"] = {"sides": sides, "heights": heights}
+
+
+def lung_opacity(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Patchy, ill-defined airspace consolidation (smooth noise inside a soft blob)."""
+    side = int(rng.choice((-1, 1)))
+    R = rng.uniform(0.12, 0.2) * (0.8 + 0.4 * sev)
+    cx, cy = _lung_point(rng, p, side, 0.04)
+    r2 = ellipse_r2(f, cx, cy, R, R * rng.uniform(0.7, 1.3), rng.uniform(0, np.pi))
+    n = max(f.size // 8, 8)
+    noise = gaussian_filter(rng.standard_normal((n, n)).astype(F32), 1.0)
+    noise = zoom(noise, f.size / n, order=1)[: f.size, : f.size]
+    noise = noise / (np.abs(noise).max() + 1e-6)
+    blob = np.exp(-r2 * F32(1.3))
+    op = np.clip(blob * (F32(0.9) + F32(0.7) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
+    e.dens += F32(0.4 + 0.3 * sev) * op
+    e.air_scale *= 1.0 - F32(0.4) * op
+    e.masks["Lung Opacity"] = op > 0.12
+    e.meta["Lung Opacity"] = {"side": side, "center": (cx, cy), "radius": R}
+
+
+def mass(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Round, well-defined opacity 1.5-5 cm across (the image spans about 40 cm = 2 units)."""
+    side = int(rng.choice((-1, 1)))
+    diam_cm = 1.5 + 3.5 * (0.15 + 0.85 * sev) * rng.uniform(0.6, 1.0)
+    R = diam_cm * 0.05 / 2.0
+    cx, cy = _lung_point(rng, p, side, R + 0.03)
+    r2 = ellipse_r2(f, cx, cy, R, R * rng.uniform(0.88, 1.0), rng.uniform(0, np.pi))
+    ball = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+    e.dens += F32(0.35 + 0.25 * sev) * (ball ** 0.5) * ramp(1.0 - r2, 0.08)
+    e.masks["Mass"] = r2 < 1.0
+    e.meta["Mass"] = {"side": side, "center": (cx, cy), "diameter_cm": diam_cm}
+
+
+def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Apical/lateral air rim: a thin visceral pleural line, no vessel markings beyond it."""
+    side = int(rng.choice((-1, 1)))
+    gap = rng.uniform(0.05, 0.07) + 0.08 * sev * rng.uniform(0.5, 1.0)
+    y_end = rng.uniform(-0.05, 0.3)
+    taper = np.clip((F32(y_end) - f.y) / F32(y_end - p.apex), 0.0, 1.0) ** 0.4
+    g = F32(gap) * taper
+    outer = a.lung_outer[side]
+    lung = a.lung[side]
+    rim = ramp(g - outer, 1.5 * f.px) * lung
+    e.vessel_keep *= 1.0 - rim
+    e.air_scale *= 1.0 + F32(0.25) * rim
+    e.dens -= F32(0.06) * rim
+    w = F32(0.9 * f.px)
+    line = np.exp(-(((outer - g) / w) ** 2)) * (g > 1.5 * f.px) * ramp(a.lung_depth[side], 2 * f.px)
+    e.dens += F32(0.14 + 0.08 * sev) * line
+    # the collapsed lung edge is a little denser
+    e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
+    e.masks["Pneumothorax"] = rim > 0.5
+    e.meta["Pneumothorax"] = {"side": side, "gap": gap, "y_end": y_end}
+
+
+DRAWERS = {
+    "Atelectasis": atelectasis,
+    "Effusion": effusion,
+    "Lung Opacity": lung_opacity,
+    "Mass": mass,
+    "Pneumothorax": pneumothorax,
+}
