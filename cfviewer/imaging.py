@@ -223,7 +223,7 @@ def _grey(arr: np.ndarray) -> np.ndarray:
 
 
 def _load_pillow(p: Path, kind: str) -> LoadedImage:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -241,6 +241,9 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
             _too_big(p, h, w)  # header only, nothing decoded yet
             mode = im.mode
             im.load()
+            transposed = ImageOps.exif_transpose(im)  # honour an EXIF Orientation tag
+            if transposed is not im:
+                im, (w, h) = transposed, transposed.size
             bits = 8
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 arr = np.asarray(im, dtype=np.uint16)
@@ -263,6 +266,8 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
         {
             "format": kind,
             "mode": mode,
+            # Pillow reads 16-bit colour PNGs at 8 bits (the high byte); say so
+            "file_bit_depth": _png_bit_depth(p) if kind == "png" else 8,
             "bits_stored": bits,
             "photometric": "MONOCHROME2" if grey is arr else "RGB->grey",
             "original_shape": (h, w),
@@ -273,6 +278,12 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
             "pixel_spacing": None,
         },
     )
+
+
+def _png_bit_depth(p: Path) -> int:
+    with p.open("rb") as fh:
+        head = fh.read(26)
+    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
 
 
 # ----- .npy
@@ -336,7 +347,8 @@ def _load_dicom(p: Path) -> LoadedImage:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(p, force=True)
+        # large values (the pixel data) are read only when decoded, after the size check
+        ds = pydicom.dcmread(p, force=True, defer_size="2 MB")
     except InvalidDicomError as exc:
         raise ImageLoadError(p, f"not a valid DICOM file ({exc})") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:

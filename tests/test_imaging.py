@@ -267,6 +267,17 @@ def test_jpeg_grey_and_rgb(tmp_path: Path) -> None:
         assert np.abs(out.pixels - (g / 255 * 2048 - 1024)).mean() < 16
 
 
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path) -> None:
+    g = np.zeros((20, 40), np.uint8)
+    g[:, :20] = 255  # left half bright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(g).save(tmp_path / "o.jpg", quality=95, exif=exif)
+    out = imaging.load(tmp_path / "o.jpg")
+    assert out.shape == (40, 20)
+    assert out[:20].mean() > 900 and out[20:].mean() < -900  # left became top
+
+
 def test_npy(tmp_path: Path) -> None:
     img = ramp()
     np.save(tmp_path / "f.npy", img)
