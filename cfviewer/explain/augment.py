@@ -1,0 +1,191 @@
+"""Augmentation averaging (Charachon et al., "Combining similarity and adversarial learning
+to generate visual explanation", eq. 11): explain the image under N random geometric
+transforms T_i, bring each map back with the inverse transform and average them with the
+map of the untransformed image:
+
+    E_aug(x) = 1 / (N + 1) * ( E(x) + sum_i T_i^{-1}( E(T_i(x)) ) )
+
+Pixels that a transform moved outside the image have no value after the inverse transform;
+each pixel is averaged over the maps that cover it (the untransformed map always does).
+
+Transforms (seeded, ``numpy.random.SeedSequence(seed)``): rotation uniform in
++-``max_rotation`` (5 degrees), shift uniform in +-``max_shift`` (10 px at 224 px, scaled with
+the resolution) on each axis, zoom uniform in [``zoom_min``, ``zoom_max``] = [0.9, 1.0]
+(zoom z < 1 shows a z-sized central field enlarged, as Keras' ``zoom_range``); horizontal
+flips off by default (``flip=True`` enables them with probability 0.5: chest laterality
+matters). Implemented with ``torch.nn.functional.affine_grid`` / ``grid_sample`` (bilinear);
+the inverse uses the inverted affine matrix. The transformed image is border-padded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cfviewer.explain.base import (
+    Explainer,
+    ExplainerParameterError,
+    Explanation,
+    Timer,
+    explainer_class,
+    register,
+)
+
+REFERENCE_RESOLUTION = 224
+
+
+def random_affines(
+    n: int,
+    seed: int,
+    resolution: int,
+    max_rotation: float = 5.0,
+    max_shift: float = 10.0,
+    zoom_min: float = 0.9,
+    zoom_max: float = 1.0,
+    flip: bool = False,
+) -> torch.Tensor:
+    """n x 2 x 3 affine matrices (``affine_grid`` convention: output coords -> input coords,
+    normalised to [-1, 1]); ``max_shift`` is in pixels at 224 px."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    thetas = np.zeros((n, 2, 3), dtype=np.float64)
+    shift_px = max_shift * resolution / REFERENCE_RESOLUTION
+    for i in range(n):
+        angle = math.radians(rng.uniform(-max_rotation, max_rotation))
+        zoom = rng.uniform(zoom_min, zoom_max)
+        tx, ty = rng.uniform(-shift_px, shift_px, size=2) * 2.0 / resolution
+        sx = -1.0 if flip and rng.uniform() < 0.5 else 1.0
+        c, s = math.cos(angle), math.sin(angle)
+        thetas[i] = [[zoom * c * sx, -zoom * s, tx], [zoom * s * sx, zoom * c, ty]]
+    return torch.from_numpy(thetas).float()
+
+
+def invert_affines(thetas: torch.Tensor) -> torch.Tensor:
+    """Inverse of each 2 x 3 affine (as 3 x 3 with a last row 0 0 1)."""
+    n = len(thetas)
+    full = torch.zeros(n, 3, 3, dtype=torch.float64)
+    full[:, :2] = thetas.double()
+    full[:, 2, 2] = 1.0
+    return torch.linalg.inv(full)[:, :2].float()
+
+
+def warp(images: torch.Tensor, thetas: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Apply affines to N x 1 x R x R images (bilinear, align_corners=False)."""
+    thetas = thetas.to(images.device, images.dtype)
+    grid = F.affine_grid(thetas, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
+def realign(maps: torch.Tensor, thetas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring maps computed on T_i(x) back to x's frame: (maps, coverage weights in [0, 1])."""
+    inv = invert_affines(thetas)
+    back = warp(maps, inv, padding_mode="zeros")
+    cover = warp(torch.ones_like(maps), inv, padding_mode="zeros")
+    return back, cover
+
+
+class AugmentedExplainer(Explainer):
+    """Wrap any registered explainer with augmentation averaging (module docstring)."""
+
+    name = "augmented"
+    defaults: dict[str, Any] = {
+        "base": "gradient",
+        "n": 8,
+        "seed": 0,
+        "max_rotation": 5.0,
+        "max_shift": 10.0,
+        "zoom_min": 0.9,
+        "zoom_max": 1.0,
+        "flip": False,
+        "base_params": None,
+    }
+
+    def __init__(self, bundle: Any, *, method: str | None = None, **params: Any):
+        super().__init__(bundle, method=method, **params)
+        if method in (None, self.name):
+            self.method = f"{self.params['base']}+aug{self.params['n']}"
+
+    def validate(self) -> None:
+        p = self.params
+        if p["base"] == self.name:
+            raise self._bad("base", "cannot be 'augmented' itself")
+        base_cls, fixed = explainer_class(p["base"])
+        base_params = p["base_params"] or {}
+        if not isinstance(base_params, dict):
+            raise self._bad("base_params", "must be a dict of the base explainer's parameters")
+        if p["n"] < 0:
+            raise self._bad("n", "must be >= 0")
+        if p["max_rotation"] < 0 or p["max_shift"] < 0:
+            raise self._bad("max_rotation", "and max_shift must be >= 0")
+        if not 0 < p["zoom_min"] <= p["zoom_max"]:
+            raise self._bad("zoom_min", "must satisfy 0 < zoom_min <= zoom_max")
+        self.base = base_cls(self.bundle, method=p["base"], **{**fixed, **base_params})
+        self.params["base_params"] = dict(self.base.params)
+
+    def transforms(self) -> torch.Tensor:
+        p = self.params
+        return random_affines(
+            p["n"], p["seed"], self.bundle.resolution, p["max_rotation"], p["max_shift"],
+            p["zoom_min"], p["zoom_max"], p["flip"],
+        )
+
+    def _explain_tensors(
+        self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any
+    ) -> list[Explanation]:
+        if kwargs:
+            raise ExplainerParameterError(
+                f"{self.method}: extra explain() arguments {sorted(kwargs)} cannot be "
+                "transformed with the image; call the base explainer directly"
+            )
+        n = self.params["n"]
+        thetas = self.transforms()
+        out = []
+        for i in range(len(x)):
+            timer = Timer()
+            xi = x[i : i + 1]
+            with timer("base"):
+                plain = self.base._explain_tensors(xi, [targets[i]], [idx[i]])[0]
+            total = torch.as_tensor(plain.map, device=x.device)[None, None].clone()
+            weight = torch.ones_like(total)
+            evaluations = dict(plain.evaluations)
+            if n:
+                with timer("transform"):
+                    xt = warp(xi.expand(n, -1, -1, -1), thetas, padding_mode="border")
+                with timer("augmented"):
+                    expl = self.base._explain_tensors(xt, [targets[i]] * n, [idx[i]] * n)
+                for e in expl:
+                    for key, val in e.evaluations.items():
+                        evaluations[key] = evaluations.get(key, 0) + val
+                with timer("realign"):
+                    maps = torch.as_tensor(np.stack([e.map for e in expl]), device=x.device)[:, None]
+                    back, cover = realign(maps, thetas)
+                    total = total + back.sum(0, keepdim=True)
+                    weight = weight + cover.sum(0, keepdim=True)
+            heat = (total / weight)[0, 0].cpu().numpy().astype(np.float32)
+            params = dict(self.params)
+            params["base_method"] = plain.method
+            timings = timer.done()
+            out.append(
+                Explanation(
+                    method=self.method,
+                    target=plain.target,
+                    map=heat,
+                    image=plain.image,
+                    pred_original=plain.pred_original,
+                    frames=plain.frames,
+                    lambdas=plain.lambdas,
+                    frame_preds=plain.frame_preds,
+                    counterfactual=plain.counterfactual,
+                    pred_reconstruction=plain.pred_reconstruction,
+                    params=params,
+                    timings=timings,
+                    evaluations=evaluations,
+                )
+            )
+        return out
+
+
+register("augmented", AugmentedExplainer)

@@ -1,0 +1,490 @@
+"""Latent Shift (Cohen et al., "Gifsplanation via Latent Shift", MIDL 2021).
+
+Method
+------
+With an autoencoder (E, D) and a classifier f giving the probability of the target:
+
+    z = E(x);   dz = d f(D(z)) / d z;   x_lambda = D(z + lambda * dz)
+
+Negative lambdas lower the prediction (the counterfactual direction); positive lambdas raise
+it. The lambda range is found by a search that follows the reference implementation
+(ieee8023/latentshift): the candidate lambdas are 0, -10, -21, -34, ... (``l = l - step +
+l // 10`` in Python floor-division semantics, ``step`` = ``search_step_size``) and the bound is
+the **first** candidate at which one of these rules fires:
+
+* ``search_stop_on_rise``: the prediction rises again (``pred[k] > pred[k-1]``);
+* ``search_min_pred``: the prediction falls below 0.05;
+* ``search_pred_diff``: the prediction falls more than this below its value at lambda 0.
+  The paper (section 4.2) describes the range as the one where "the prediction decreases by
+  30 %", so the default is 0.3; the reference code's default is 0.8 (pass
+  ``search_pred_diff=0.8`` to reproduce it);
+* ``search_max_lambda``: |lambda| reaches 3000;
+* ``search_max_pixel_diff_pct``: sum |x_0 - x_lambda| exceeds 5 % of sum |x_0|.
+
+The upward search (``search_up=True``) mirrors these rules (0, 10, 21, ...; prediction falls
+again, rises above ``search_max_pred`` = 0.95 or more than ``search_pred_rise`` = 0.05 -- the
+paper's "increases by 5 %" -- above its start, same lambda and pixel limits).
+
+Speed
+-----
+The reference evaluates one candidate at a time (one decoder + one classifier pass each).
+Here the candidates are evaluated ``search_batch`` at a time in one batched decoder +
+classifier pass and then scanned in order with the same rules, so the bound is *identical*
+to the sequential walk's (``search_stride=1``, the default) at the cost of at most
+``search_batch - 1`` extra images. ``search_stride=s > 1`` brackets first (every s-th
+candidate, rules checked between consecutive bracket points) and then evaluates the s - 1
+candidates inside the bracket in one pass and scans them exactly: about K/s + s images instead
+of K + 1; it equals the sequential bound whenever the prediction does not bump up and down
+inside one bracket (otherwise it continues exactly from the bracket end). Evaluated images
+are cached by lambda and reused for the frames (lambda 0 and the bound always coincide), and
+lambda 0 reuses the image and prediction computed for the gradient.
+
+Frames and 2D maps
+------------------
+Frames: ``n_frames`` (10) on ``linspace(bound, 0, n_frames)`` (the reconstruction, lambda = 0,
+included), plus ``up_frames`` on ``linspace(0, upper_bound, up_frames)`` with
+``search_up=True``; sorted by increasing lambda, prediction recorded per frame. The
+counterfactual is the frame at the lower bound. Maps (paper appendix B, reference
+``heatmap_method``), with x_0 the lambda = 0 frame:
+
+* ``max``: per-pixel max_k |x_0 - x_k| (the reader study's "latentshift-max", the default);
+* ``mean``: per-pixel mean_k |x_0 - x_k|;
+* ``minmax``: |x_first - x_last| (the reference's "mm");
+* ``int``: mean_k |x_k - x_{k+1}| over consecutive frames (the reference's default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from cfviewer.explain.base import Explainer, Explanation, Timer, register, to_map
+
+MAP_METHODS = ("max", "mean", "minmax", "int")
+
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "search_pred_diff": 0.3,
+    "search_min_pred": 0.05,
+    "search_max_lambda": 3000.0,
+    "search_max_pixel_diff_pct": 0.05,
+    "search_step_size": 10.0,
+    "search_stop_on_rise": True,
+    "search_up": False,
+    "search_pred_rise": 0.05,
+    "search_max_pred": 0.95,
+    "search_batch": 8,
+    "search_stride": 1,
+    "fix_range": None,
+}
+
+
+def lambda_sequence(step: float = 10.0, limit: float = 3000.0, sign: int = -1) -> list[float]:
+    """The reference's candidate lambdas: 0, -10, -21, -34, ... (``l = l - step + l // 10``),
+    ending at the first one with |l| >= limit. ``sign=+1`` mirrors it (0, 10, 21, ...)."""
+    if step <= 0:
+        raise ValueError("step must be > 0")
+    seq = [0.0]
+    lam = 0.0
+    while lam > -limit:
+        lam = lam - float(step) + (lam // 10)
+        seq.append(lam)
+    return [abs(v) for v in seq] if sign > 0 else seq
+
+
+@dataclass
+class StopRules:
+    """The reference's stopping rules for one direction (sign -1: down, +1: up)."""
+
+    sign: int
+    pred_start: float
+    pixel_sum: float
+    pred_diff: float = 0.3
+    min_pred: float = 0.05
+    max_pred: float = 0.95
+    pred_rise: float = 0.05
+    max_lambda: float = 3000.0
+    max_pixel_diff_pct: float = 0.05
+    stop_on_rise: bool = True
+
+    def reversal(self, pred: float, prev_pred: float) -> bool:
+        """The prediction moves back (rises when going down, falls when going up)."""
+        return self.stop_on_rise and (prev_pred < pred if self.sign < 0 else prev_pred > pred)
+
+    def absolute(self, lam: float, pred: float, pixel_diff: float) -> str | None:
+        """Rules that depend on one candidate only (in the reference's order)."""
+        if self.sign < 0:
+            if pred < self.min_pred:
+                return "pred_below_min"
+            if self.pred_start - self.pred_diff > pred:
+                return "pred_diff_reached"
+        else:
+            if pred > self.max_pred:
+                return "pred_above_max"
+            if self.pred_start + self.pred_rise < pred:
+                return "pred_rise_reached"
+        if abs(lam) >= self.max_lambda:
+            return "max_lambda"
+        if pixel_diff > self.pixel_sum * self.max_pixel_diff_pct:
+            return "pixel_diff"
+        return None
+
+    def check(self, lam: float, pred: float, prev_pred: float, pixel_diff: float) -> str | None:
+        if self.reversal(pred, prev_pred):
+            return "pred_reversed"
+        return self.absolute(lam, pred, pixel_diff)
+
+
+@dataclass
+class ShiftCache:
+    """Decoded images x_lambda = D(z + lambda dz) and their target predictions, by lambda.
+
+    One image (z: 1 x ...). ``evaluate`` decodes and classifies all missing lambdas in one
+    batched pass (chunks of ``max_batch``) and counts evaluations."""
+
+    decode: Callable[[torch.Tensor], torch.Tensor]
+    classify: Callable[[torch.Tensor], torch.Tensor]
+    z: torch.Tensor
+    dz: torch.Tensor
+    x0: torch.Tensor  # 1 x 1 x R x R, the lambda = 0 image
+    max_batch: int = 64
+    images: dict[float, torch.Tensor] = field(default_factory=dict)
+    preds: dict[float, float] = field(default_factory=dict)
+    pixel_diffs: dict[float, float] = field(default_factory=dict)
+    order: list[float] = field(default_factory=list)
+    n_decoded: int = 0
+    n_passes: int = 0
+
+    def put(self, lam: float, image: torch.Tensor, pred: float) -> None:
+        lam = float(lam)
+        self.images[lam] = image
+        self.preds[lam] = float(pred)
+        self.pixel_diffs[lam] = float((self.x0[0, 0] - image).abs().sum())
+        self.order.append(lam)
+
+    @torch.no_grad()
+    def evaluate(self, lambdas: Sequence[float]) -> None:
+        todo = []
+        for lam in lambdas:
+            lam = float(lam)
+            if lam not in self.images and lam not in todo:
+                todo.append(lam)
+        for start in range(0, len(todo), self.max_batch):
+            chunk = todo[start : start + self.max_batch]
+            lam_t = torch.tensor(chunk, dtype=self.z.dtype, device=self.z.device)
+            zs = self.z + lam_t.view(-1, *([1] * (self.z.ndim - 1))) * self.dz
+            xs = self.decode(zs)
+            ps = self.classify(xs).double().cpu().numpy()
+            self.n_decoded += len(chunk)
+            self.n_passes += 1
+            for j, lam in enumerate(chunk):
+                self.put(lam, xs[j, 0], float(ps[j]))
+
+
+@dataclass
+class SearchResult:
+    bound: float
+    index: int
+    reason: str
+    images_evaluated: int
+    passes: int
+
+
+def search_bound(
+    cache: ShiftCache,
+    seq: Sequence[float],
+    rules: StopRules,
+    batch: int = 8,
+    stride: int = 1,
+) -> SearchResult:
+    """First index of ``seq`` at which a rule fires, evaluating candidates in batches.
+
+    ``stride=1``: exact (same bound as the sequential walk). ``stride>1``: bracket then
+    scan the bracket exactly (see module docstring)."""
+    n0, p0 = cache.n_decoded, cache.n_passes
+    preds, diffs = cache.preds, cache.pixel_diffs
+
+    def result(k: int, reason: str) -> SearchResult:
+        return SearchResult(float(seq[k]), k, reason, cache.n_decoded - n0, cache.n_passes - p0)
+
+    reason = rules.absolute(seq[0], preds[seq[0]], diffs[seq[0]])
+    if reason:  # e.g. the prediction is already below 0.05 at lambda 0
+        return result(0, reason)
+    last = len(seq) - 1
+    pos = 0  # every index <= pos has been checked and passed
+    while pos < last:
+        step = max(1, int(stride))
+        cand: list[int] = []
+        k = pos
+        while len(cand) < batch and k < last:
+            k = min(k + step, last)
+            cand.append(k)
+        cache.evaluate([seq[i] for i in cand])
+        prev = pos
+        for c in cand:
+            if step == 1:
+                reason = rules.check(seq[c], preds[seq[c]], preds[seq[c - 1]], diffs[seq[c]])
+                if reason:
+                    return result(c, reason)
+            else:
+                coarse = rules.absolute(seq[c], preds[seq[c]], diffs[seq[c]])
+                if coarse is None and rules.reversal(preds[seq[c]], preds[seq[prev]]):
+                    coarse = "pred_reversed"
+                if coarse:
+                    cache.evaluate([seq[i] for i in range(prev + 1, c)])
+                    for j in range(prev + 1, c + 1):
+                        reason = rules.check(seq[j], preds[seq[j]], preds[seq[j - 1]], diffs[seq[j]])
+                        if reason:
+                            return result(j, reason)
+                    # Not confirmed step by step: continue exactly after the bracket.
+                    stride = 1
+                    pos = c
+                    break
+            prev = c
+            pos = c
+    # The last candidate has |lambda| >= max_lambda, so a rule always fires before here.
+    return result(last, "max_lambda")
+
+
+def frames_to_map(frames: np.ndarray, lambdas: np.ndarray, method: str = "max") -> np.ndarray:
+    """2D map from frames sorted by lambda (paper appendix B); x_0 = the lambda = 0 frame."""
+    frames = np.asarray(frames, dtype=np.float32)
+    if method not in MAP_METHODS:
+        raise ValueError(f"unknown map method {method!r}; choose one of {MAP_METHODS}")
+    i0 = int(np.argmin(np.abs(np.asarray(lambdas, dtype=np.float64))))
+    x0 = frames[i0]
+    if method == "max":
+        return np.abs(x0 - frames).max(0).astype(np.float32)
+    if method == "mean":
+        return np.abs(x0 - frames).mean(0).astype(np.float32)
+    if method == "minmax":
+        return np.abs(frames[0] - frames[-1]).astype(np.float32)
+    if len(frames) < 2:
+        return np.zeros_like(x0)
+    return np.abs(np.diff(frames, axis=0)).mean(0).astype(np.float32)
+
+
+class LatentShiftExplainer(Explainer):
+    """Latent Shift counterfactual frames + 2D map. See the module docstring."""
+
+    name = "latentshift"
+    needs_autoencoder = True
+    defaults: dict[str, Any] = {
+        **SEARCH_DEFAULTS,
+        "n_frames": 10,
+        "up_frames": 4,
+        "map": "max",
+        "max_batch": 16,
+    }
+
+    def validate(self) -> None:
+        p = self.params
+        if p["map"] not in MAP_METHODS:
+            raise self._bad("map", f"must be one of {', '.join(MAP_METHODS)}")
+        if p["n_frames"] < 2:
+            raise self._bad("n_frames", "must be >= 2 (lambda = 0 and the bound)")
+        if p["up_frames"] < 2:
+            raise self._bad("up_frames", "must be >= 2")
+        for key in ("search_batch", "search_stride", "max_batch"):
+            if p[key] < 1:
+                raise self._bad(key, "must be >= 1")
+        for key in ("search_step_size", "search_max_lambda"):
+            if p[key] <= 0:
+                raise self._bad(key, "must be > 0")
+        fr = p["fix_range"]
+        if fr is not None:
+            ok = isinstance(fr, (list, tuple)) and len(fr) == 2
+            if not ok or not all(isinstance(v, (int, float)) for v in fr) or not fr[0] <= 0 <= fr[1]:
+                raise self._bad("fix_range", "must be [low, high] with low <= 0 <= high, e.g. [-100, 0]")
+
+    # ------------------------------------------------------------------ core
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.bundle.autoencoder.decode(z)
+
+    def _explain_tensors(
+        self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any
+    ) -> list[Explanation]:
+        if kwargs:
+            raise TypeError(f"{self.method}.explain() got unexpected arguments {sorted(kwargs)}")
+        return [self._explain_one(x[i : i + 1], targets[i], idx[i]) for i in range(len(x))]
+
+    def _explain_one(self, x: torch.Tensor, target: str, t: int) -> Explanation:
+        p = self.params
+        ae, clf = self.bundle.autoencoder, self.bundle.classifier
+        timer = Timer()
+        with timer("predict"):
+            pred_original = float(self.predict_target(x, [t])[0])
+        with timer("gradient"), torch.enable_grad():
+            z = ae.encode(x).detach().requires_grad_(True)
+            x0 = ae.decode(z)
+            pred0 = clf(x0)[:, t]
+            (dz,) = torch.autograd.grad(pred0.sum(), z)
+        z, dz, x0 = z.detach(), dz.detach(), x0.detach()
+        cache = ShiftCache(
+            decode=self._decode,
+            classify=lambda xs: clf(xs)[:, t],
+            z=z,
+            dz=dz,
+            x0=x0,
+            max_batch=p["max_batch"],
+        )
+        cache.put(0.0, x0[0, 0], float(pred0.detach()[0]))
+        search_info: dict[str, Any] = {}
+        with timer("search"):
+            lower, upper = self._search(cache, search_info)
+        with timer("frames"):
+            lambdas = np.linspace(lower, 0.0, p["n_frames"])
+            if upper > 0:
+                lambdas = np.concatenate([lambdas, np.linspace(0.0, upper, p["up_frames"])[1:]])
+            before = cache.n_decoded
+            cache.evaluate(lambdas)
+            frame_new = cache.n_decoded - before
+            frames = torch.stack([cache.images[float(v)] for v in lambdas])
+            frame_preds = np.array([cache.preds[float(v)] for v in lambdas], dtype=np.float64)
+        with timer("map"):
+            frames_np = to_map(frames)
+            heat = frames_to_map(frames_np, lambdas, p["map"])
+        ref_images = 1 + search_info.get("reference_search_images", 0) + sum(
+            1 for v in lambdas if float(v) not in search_info.get("reference_lambdas", ())
+        )
+        evaluations = {
+            "encoder": 1,
+            "decoder": 1 + cache.n_decoded,
+            "classifier": 2 + cache.n_decoded,  # original + gradient step + shifts
+            "backward": 1,
+            "passes": 3 + cache.n_passes,  # predict + encode + gradient, then batched shifts
+            "search_images": search_info["search_images"],
+            "search_passes": search_info["search_passes"],
+            "frame_images": frame_new,
+            "search_steps": search_info.get("lower_index", 0),
+            "reference_decoder": ref_images,
+        }
+        params = dict(p)
+        params["search"] = {k: v for k, v in search_info.items() if k != "reference_lambdas"}
+        return Explanation(
+            method=self.method,
+            target=target,
+            map=heat,
+            image=to_map(x)[0],
+            pred_original=pred_original,
+            frames=frames_np,
+            lambdas=lambdas.astype(np.float64),
+            frame_preds=frame_preds,
+            counterfactual=frames_np[0].copy(),
+            pred_reconstruction=float(cache.preds[0.0]),
+            params=params,
+            timings=timer.done(),
+            evaluations=evaluations,
+        )
+
+    def _rules(self, cache: ShiftCache, sign: int) -> StopRules:
+        p = self.params
+        return StopRules(
+            sign=sign,
+            pred_start=cache.preds[0.0],
+            pixel_sum=float(cache.x0.abs().sum()),
+            pred_diff=p["search_pred_diff"],
+            min_pred=p["search_min_pred"],
+            max_pred=p["search_max_pred"],
+            pred_rise=p["search_pred_rise"],
+            max_lambda=p["search_max_lambda"],
+            max_pixel_diff_pct=p["search_max_pixel_diff_pct"],
+            stop_on_rise=p["search_stop_on_rise"],
+        )
+
+    def _search(self, cache: ShiftCache, info: dict[str, Any]) -> tuple[float, float]:
+        p = self.params
+        info["search_images"] = 0
+        info["search_passes"] = 0
+        if p["fix_range"] is not None:
+            lo, hi = (float(v) for v in p["fix_range"])
+            info.update(lower=lo, upper=hi, lower_reason="fix_range", reference_search_images=1,
+                        reference_lambdas=(0.0,))
+            return lo, hi
+        ref_lambdas: list[float] = []
+        bounds = {}
+        for sign in ((-1, 1) if p["search_up"] else (-1,)):
+            seq = lambda_sequence(p["search_step_size"], p["search_max_lambda"], sign)
+            res = search_bound(
+                cache, seq, self._rules(cache, sign), batch=p["search_batch"],
+                stride=p["search_stride"],
+            )
+            key = "lower" if sign < 0 else "upper"
+            bounds[key] = res.bound
+            info[key] = res.bound
+            info[f"{key}_index"] = res.index
+            info[f"{key}_reason"] = res.reason
+            info["search_images"] += res.images_evaluated
+            info["search_passes"] += res.passes
+            ref_lambdas += seq[: res.index + 1]
+        # The reference decodes lambda 0 again in its search, then each step once.
+        info["reference_search_images"] = len(ref_lambdas) - (1 if p["search_up"] else 0)
+        info["reference_lambdas"] = tuple(ref_lambdas)
+        return bounds["lower"], bounds.get("upper", 0.0)
+
+
+@torch.no_grad()
+def reference_walk(
+    bundle: Any,
+    image: np.ndarray | torch.Tensor,
+    target: str,
+    *,
+    search_pred_diff: float = SEARCH_DEFAULTS["search_pred_diff"],
+    search_min_pred: float = SEARCH_DEFAULTS["search_min_pred"],
+    search_max_lambda: float = SEARCH_DEFAULTS["search_max_lambda"],
+    search_max_pixel_diff_pct: float = SEARCH_DEFAULTS["search_max_pixel_diff_pct"],
+    search_step_size: float = SEARCH_DEFAULTS["search_step_size"],
+) -> tuple[float, int]:
+    """The slow reference: the lower lambda bound found by walking one candidate at a time
+    exactly as ieee8023/latentshift does (one decoder + classifier pass per step).
+
+    Returns (bound, decoder images used: the gradient's decode + one per distinct lambda). For tests and for
+    the benchmark's evaluation-count comparison."""
+    ae, clf = bundle.autoencoder, bundle.classifier
+    t = bundle.target_index(target)
+    x = bundle.preprocess(image if torch.is_tensor(image) else np.asarray(image, np.float32))
+    with torch.enable_grad():
+        z = ae.encode(x).detach().requires_grad_(True)
+        x_lambda0 = ae.decode(z)
+        pred = clf(x_lambda0)[:, t]
+        (dz,) = torch.autograd.grad(pred.sum(), z)
+    x_lambda0 = x_lambda0.detach()
+    decoded = 1
+
+    cache: dict[float, tuple[torch.Tensor, float]] = {}
+
+    def shift(lam: float) -> tuple[torch.Tensor, float]:
+        nonlocal decoded
+        if lam not in cache:  # the reference caches by lambda too
+            decoded += 1
+            xl = ae.decode(z.detach() + dz * lam)
+            cache[lam] = xl, float(clf(xl)[0, t])
+        return cache[lam]
+
+    _, initial_pred = shift(0.0)
+    lbound = 0.0
+    last_pred = initial_pred
+    pixel_sum = float(x_lambda0.abs().sum())
+    while True:
+        x_l, cur_pred = shift(lbound)
+        pixel_diff = float((x_lambda0 - x_l).abs().sum())
+        if last_pred < cur_pred:
+            break
+        if cur_pred < search_min_pred:
+            break
+        if initial_pred - search_pred_diff > cur_pred:
+            break
+        if lbound <= -search_max_lambda:
+            break
+        if pixel_diff > pixel_sum * search_max_pixel_diff_pct:
+            break
+        last_pred = cur_pred
+        lbound = lbound - search_step_size + lbound // 10
+    return float(lbound), decoded
+
+
+register("latentshift", LatentShiftExplainer)
+for _m in MAP_METHODS:
+    register(f"latentshift-{_m}", LatentShiftExplainer, map=_m)
