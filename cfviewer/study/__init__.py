@@ -1,0 +1,1 @@
+"""The study engine: storage, cohort, reading design, precompute, responses, export."""

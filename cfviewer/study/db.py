@@ -1,0 +1,226 @@
+"""Engines and sessions for the study database.
+
+Where the database is (first that applies):
+1. the `url` argument (CLI `--db`),
+2. the environment variable `CFVIEWER_DB_URL`,
+3. `db_url` in `<study folder>/study.json` (written by `cfviewer study create --db URL`),
+4. SQLite at `<study folder>/study.db`.
+
+SQLite is opened with WAL journaling, `busy_timeout`, `foreign_keys=ON` and `synchronous=FULL`
+(an acknowledged answer survives a crash); write transactions start with `BEGIN IMMEDIATE`, so
+two writers queue on the lock instead of failing half-way. PostgreSQL (`postgresql+psycopg://`)
+works unchanged. `open_database` upgrades the schema to the newest Alembic revision on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cfviewer.errors import CfviewerError
+
+ENV_URL = "CFVIEWER_DB_URL"
+STUDY_CONFIG = "study.json"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseError(CfviewerError):
+    """The database URL is wrong or the database cannot be opened."""
+
+
+def resolve_url(url: str | None = None, study_dir: str | Path | None = None) -> str:
+    """The database URL by the rules in the module docstring."""
+    if url:
+        return _normalise(url)
+    env = os.environ.get(ENV_URL)
+    if env:
+        return _normalise(env)
+    if study_dir is None:
+        raise DatabaseError(
+            f"no database given: pass --db URL, set {ENV_URL}, or name a study folder"
+        )
+    study_dir = Path(study_dir)
+    cfg = study_dir / STUDY_CONFIG
+    if cfg.is_file():
+        try:
+            configured = json.loads(cfg.read_text()).get("db_url")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise DatabaseError(f"{cfg}: not a JSON object ({exc}); fix or delete the file") from exc
+        if configured:
+            return _normalise(configured)
+    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+
+
+def _normalise(url: str) -> str:
+    """Accept a plain file path as a SQLite database."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).resolve()}"
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"database URL {url!r} is not valid: {exc}") from exc
+    return url
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite would defer it).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("cfviewer_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with cfviewer's connection settings (no schema upgrade)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        _install_sqlite_hooks(engine)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise DatabaseError(
+                f"the driver for {u.drivername!r} is not installed ({exc.name}); "
+                "for PostgreSQL: pip install 'psycopg[binary]' and use postgresql+psycopg://"
+            ) from exc
+    return engine
+
+
+@dataclass
+class Database:
+    """An open study database: `read()` and `write()` give sessions in a transaction."""
+
+    url: str
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            bind=self.engine.execution_options(cfviewer_write=True), expire_on_commit=False
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (closed at the end without committing; loaded objects stay
+        readable afterwards; never blocks writers in WAL mode)."""
+        with self._read() as s:
+            yield s
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction starts with BEGIN IMMEDIATE (SQLite); commits on success,
+        rolls back on any exception."""
+        with self._write() as s:
+            with s.begin():
+                yield s
+
+    def session(self, write: bool = False) -> Session:
+        """A plain session (the caller commits); `write=True` begins IMMEDIATE on SQLite."""
+        return (self._write if write else self._read)()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_HEAD: str | None = None
+
+
+def _alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    global _HEAD
+    if _HEAD is None:
+        from alembic.script import ScriptDirectory
+
+        _HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return _HEAD
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(db: Database) -> None:
+    """Bring the schema to the newest revision. Safe when several processes open a new database
+    at once: the upgrade runs inside one write transaction (SQLite BEGIN IMMEDIATE, PostgreSQL
+    advisory lock), and whoever comes second finds the schema current."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    head = head_revision()
+    if current_revision(db.engine) == head:
+        return
+    with db.engine.execution_options(cfviewer_write=True).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7406113)"))
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def open_database(
+    url: str | None = None, study_dir: str | Path | None = None, *, migrate: bool = True
+) -> Database:
+    """Open (and by default create / upgrade) the study database. See the module docstring."""
+    resolved = resolve_url(url, study_dir)
+    engine = make_engine(resolved)
+    db = Database(resolved, engine)
+    try:
+        if migrate:
+            upgrade(db)
+        else:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        engine.dispose()
+        if isinstance(exc, CfviewerError):
+            raise
+        from sqlalchemy.exc import OperationalError, DBAPIError
+
+        if isinstance(exc, (OperationalError, DBAPIError)):
+            raise DatabaseError(
+                f"cannot open database {engine.url.render_as_string(hide_password=True)}: "
+                f"{exc.orig if hasattr(exc, 'orig') else exc}; check the URL / server / permissions"
+            ) from exc
+        raise
+    return db

@@ -1,0 +1,116 @@
+"""Long-format export: one row per reader x case x arm x question (the current answer).
+
+`responses_frame(session, study)` is the DataFrame `cfviewer.analysis` consumes; its columns are
+`EXPORT_COLUMNS` (keep them stable). `export_study` writes it as CSV and Parquet next to the
+study configuration (JSON) and a SHA-256 manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cfviewer import __version__
+from cfviewer.study.schema import (
+    Arm,
+    Assignment,
+    Case,
+    CohortItem,
+    Question,
+    Reader,
+    Response,
+    Study,
+)
+from cfviewer.study.studies import study_summary
+
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "reader", "case", "arm", "methods", "pathology", "stratum", "question", "rating", "comment",
+    "shown_at", "submitted_at", "duration_s", "order", "session", "seed", "app_version", "simulated",
+)
+"""reader: reader name; case: case id from the labels CSV; arm: display name ("Method A");
+methods: the arm's explainers joined with "+"; pathology: the judged prediction; stratum: TP/FP;
+question: question key; rating: 1..5; shown_at / submitted_at: UTC; duration_s: seconds from
+shown to first submission; order: position in the reader's schedule; session: reading session;
+seed: the reader's schedule seed; simulated: True for simulated readers' answers."""
+
+
+def responses_frame(session: Session, study: Study, *, include_simulated: bool = True) -> pd.DataFrame:
+    """Every current answer of the study as a long-format DataFrame (columns EXPORT_COLUMNS)."""
+    q = (
+        select(
+            Reader.name, Case.case_key, Arm.name, Arm.methods, CohortItem.pathology,
+            CohortItem.stratum, Question.key, Response.value, Response.comment, Response.shown_at,
+            Response.submitted_at, Response.duration_s, Assignment.position, Assignment.session,
+            Assignment.seed, Response.app_version, Response.simulated, Question.position,
+        )
+        .select_from(Response)
+        .join(Assignment, Assignment.id == Response.assignment_id)
+        .join(Reader, Reader.id == Response.reader_id)
+        .join(Case, Case.id == Response.case_id)
+        .join(Arm, Arm.id == Response.arm_id)
+        .join(CohortItem, CohortItem.id == Assignment.cohort_id)
+        .join(Question, Question.id == Response.question_id)
+        .where(Reader.study_id == study.id)
+        .order_by(Reader.id, Assignment.position, Question.position)
+    )
+    if not include_simulated:
+        q = q.where(Response.simulated.is_(False))
+    rows = session.execute(q).all()
+    df = pd.DataFrame.from_records(
+        [r[:-1] for r in rows], columns=list(EXPORT_COLUMNS))
+    df["methods"] = df["methods"].map(lambda ms: "+".join(m["name"] for m in ms) if ms else "")
+    for col in ("shown_at", "submitted_at"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    df = df.astype({
+        "reader": "string", "case": "string", "arm": "string", "methods": "string",
+        "pathology": "string", "stratum": "string", "question": "string", "rating": "int64",
+        "comment": "string", "duration_s": "float64", "order": "int64", "session": "int64",
+        "seed": "int64", "app_version": "string", "simulated": "bool",
+    })
+    return df
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    files: dict[str, str]  # file name -> sha256
+    n_rows: int
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_study(session: Session, study: Study, out_dir: str | Path, *, include_simulated: bool = True) -> ExportResult:
+    """Write responses.csv, responses.parquet, study.json and MANIFEST.sha256 (+ manifest.json)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = responses_frame(session, study, include_simulated=include_simulated)
+    csv_df = df.copy()
+    for col in ("shown_at", "submitted_at"):
+        csv_df[col] = csv_df[col].map(lambda t: t.isoformat() if pd.notna(t) else "")
+    csv_df.to_csv(out / "responses.csv", index=False)
+    df.to_parquet(out / "responses.parquet", index=False)
+    summary = study_summary(study)
+    summary["cohort"] = [
+        {"case": c.case.case_key, "pathology": c.pathology, "stratum": c.stratum,
+         "probability": c.probability, "threshold": c.threshold, "bundle": c.bundle}
+        for c in session.scalars(select(CohortItem).where(CohortItem.study_id == study.id)
+                                 .order_by(CohortItem.position))]
+    summary["export"] = {"cfviewer_version": __version__, "rows": len(df),
+                         "include_simulated": include_simulated, "columns": list(EXPORT_COLUMNS)}
+    (out / "study.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    files = {name: sha256_file(out / name) for name in ("responses.csv", "responses.parquet", "study.json")}
+    (out / "MANIFEST.sha256").write_text("".join(f"{h}  {n}\n" for n, h in files.items()))
+    (out / "manifest.json").write_text(json.dumps({"sha256": files}, indent=2) + "\n")
+    return ExportResult(out, files, len(df))
