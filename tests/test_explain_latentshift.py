@@ -1,0 +1,235 @@
+"""Latent Shift: search rules, batched search == sequential reference walk, frames, maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cfviewer import PATHOLOGIES
+from cfviewer.errors import BundleError, UnknownExplainerError, UnknownPathologyError
+from cfviewer.explain import ExplainerParameterError, get_explainer
+from cfviewer.explain.latentshift import frames_to_map, lambda_sequence, reference_walk
+from cfviewer.models import Bundle, random_bundle
+
+R = 32
+REGION = (slice(8, 20), slice(10, 22))
+
+
+class RegionMeanClassifier(nn.Module):
+    """p_c = sigmoid(scale_c * (mean of x over REGION / 1024) + bias_c): the answer is known --
+    only REGION matters, and lowering its intensity lowers every class with scale > 0."""
+
+    def __init__(self, scale: float = 6.0, bias: float = 0.0):
+        super().__init__()
+        self.pathologies = list(PATHOLOGIES)
+        c = len(self.pathologies)
+        self.register_buffer("scale", torch.linspace(scale, scale / 2, c))
+        self.register_buffer("bias", torch.full((c,), bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x[:, 0, REGION[0], REGION[1]].mean((1, 2)) / 1024.0
+        return torch.sigmoid(m[:, None] * self.scale + self.bias)
+
+
+class IdentityAE(nn.Module):
+    """encode = x / 1024, decode = 1024 z: D(E(x)) = x exactly."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x / 1024.0
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z * 1024.0
+
+
+def known_bundle() -> Bundle:
+    return Bundle(RegionMeanClassifier(), IdentityAE(), resolution=R, device="cpu")
+
+
+def region_image(level: float = 600.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(-300, 300, (R, R)).astype(np.float32)
+    img[REGION] += level
+    return img
+
+
+@pytest.fixture(scope="module")
+def rb() -> Bundle:
+    return random_bundle(resolution=64, seed=0)
+
+
+def phantom_like(seed: int, size: int = 64) -> np.ndarray:
+    """A smooth random image (blobs) so random-bundle predictions move smoothly."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    img = np.zeros((size, size), np.float32)
+    for _ in range(6):
+        cy, cx, s, a = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3), rng.uniform(-800, 800)
+        img += a * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    return np.clip(img, -1024, 1024).astype(np.float32)
+
+
+def test_lambda_sequence_matches_reference_recurrence():
+    seq = lambda_sequence(10.0, 3000.0)
+    assert seq[:6] == [0.0, -10.0, -21.0, -34.0, -48.0, -63.0]
+    assert seq[-1] <= -3000 and seq[-2] > -3000
+    assert all(b < a for a, b in zip(seq, seq[1:]))
+    assert lambda_sequence(10.0, 3000.0, sign=1)[:4] == [0.0, 10.0, 21.0, 34.0]
+
+
+def test_frames_at_lambda_zero_are_the_reconstruction(rb):
+    img = phantom_like(1)
+    e = get_explainer("latentshift", rb).explain(img, "Effusion")
+    i0 = int(np.flatnonzero(e.lambdas == 0.0)[0])
+    np.testing.assert_allclose(e.frames[i0], rb.reconstruct(img)[0], atol=1e-3)
+    assert e.lambdas[-1] == 0.0 and e.lambdas[0] == e.params["search"]["lower"]
+    assert len(e.frames) == 10 and e.frames.shape[1:] == (64, 64)
+    np.testing.assert_allclose(e.lambdas, np.linspace(e.lambdas[0], 0, 10))
+    np.testing.assert_array_equal(e.counterfactual, e.frames[0])
+    assert e.pred_reconstruction == pytest.approx(float(rb.predict(rb.reconstruct(img))[0, 2]), abs=1e-5)
+    assert e.pred_original == pytest.approx(float(rb.predict(img)[0, 2]), abs=1e-6)
+    assert e.map.dtype == np.float32 and e.map.shape == (64, 64) and np.isfinite(e.map).all()
+
+
+def test_known_model_frames_lower_prediction_only_inside_the_region():
+    b = known_bundle()
+    e = get_explainer("latentshift", b, search_max_pixel_diff_pct=0.5).explain(
+        region_image(300.0), "Atelectasis"
+    )
+    assert e.lambdas[0] < 0
+    # predictions increase monotonically with lambda: the counterfactual is the lowest
+    assert np.all(np.diff(e.frame_preds) > 0)
+    assert e.params["search"]["lower_reason"] == "pred_diff_reached"
+    assert e.frame_preds[0] < e.pred_original - 0.3
+    # identity autoencoder + region classifier: the frames change inside the region only
+    outside = np.ones((R, R), bool)
+    outside[REGION] = False
+    assert e.map[outside].max() == 0.0
+    assert e.map[REGION].min() > 0.0
+    assert e.pred_reconstruction == pytest.approx(e.pred_original, abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["max", "mean", "minmax", "int"])
+def test_map_variants_follow_appendix_b(variant):
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=(5, 4, 4)).astype(np.float32)
+    lambdas = np.array([-40.0, -30.0, -20.0, -10.0, 0.0])
+    x0 = frames[-1]
+    expected = {
+        "max": np.abs(x0 - frames).max(0),
+        "mean": np.abs(x0 - frames).mean(0),
+        "minmax": np.abs(frames[0] - frames[-1]),
+        "int": np.mean([np.abs(frames[i] - frames[i + 1]) for i in range(4)], 0),
+    }[variant]
+    np.testing.assert_allclose(frames_to_map(frames, lambdas, variant), expected, rtol=1e-6)
+
+
+def test_aliases_select_the_map_and_match_the_frames(rb):
+    img = phantom_like(2)
+    for m in ("max", "mean", "minmax", "int"):
+        e = get_explainer(f"latentshift-{m}", rb).explain(img, "Mass")
+        assert e.params["map"] == m and e.method == f"latentshift-{m}"
+        np.testing.assert_allclose(e.map, frames_to_map(e.frames, e.lambdas, m), rtol=1e-6)
+
+
+def _search_cases(rb):
+    cases = []
+    for seed in range(4):
+        for target in ("Cardiomegaly", "Mass", "Pneumothorax"):
+            cases.append((rb, phantom_like(seed), target))
+    kb = known_bundle()
+    for level in (200.0, 600.0, 1000.0):
+        cases.append((kb, region_image(level), "Effusion"))
+    return cases
+
+
+@pytest.mark.parametrize("extra", [{}, {"search_pred_diff": 0.8}, {"search_max_pixel_diff_pct": 0.5}])
+def test_batched_search_equals_sequential_reference_walk(rb, extra):
+    reached = set()
+    for bundle, img, target in _search_cases(rb):
+        e = get_explainer("latentshift", bundle, **extra).explain(img, target)
+        bound, ref_decoded = reference_walk(bundle, img, target, **extra)
+        assert e.params["search"]["lower"] == bound
+        reached.add(e.params["search"]["lower_reason"])
+        # Batched: far fewer passes than the reference's one per step, at most
+        # search_batch - 1 images more than the reference walk for the search.
+        k = e.params["search"]["lower_index"]
+        assert e.evaluations["search_passes"] <= -(-k // 8) + 1
+        assert e.evaluations["decoder"] <= e.evaluations["reference_decoder"] + 7
+        seq = lambda_sequence()[: k + 1]
+        frames_outside_walk = sum(float(v) not in seq for v in e.lambdas)
+        assert e.evaluations["reference_decoder"] == ref_decoded + frames_outside_walk
+    assert len(reached) >= 2  # several different rules decided the bounds
+
+
+def test_bracketed_search_is_exact_on_a_monotone_model_and_cheaper():
+    kb = known_bundle()
+    for level in (300.0, 700.0, 1000.0):
+        img = region_image(level)
+        exact = get_explainer("latentshift", kb, search_pred_diff=0.6).explain(img, "Mass")
+        brk = get_explainer("latentshift", kb, search_pred_diff=0.6, search_stride=4).explain(img, "Mass")
+        bound, _ = reference_walk(kb, img, "Mass", search_pred_diff=0.6)
+        assert exact.params["search"]["lower"] == bound
+        assert abs(brk.params["search"]["lower_index"] - exact.params["search"]["lower_index"]) <= 1
+        if exact.params["search"]["lower_index"] >= 12:
+            assert brk.evaluations["search_images"] < exact.params["search"]["lower_index"] + 1
+
+
+def test_bracketed_search_within_one_step_on_random_bundle(rb):
+    for bundle, img, target in _search_cases(rb):
+        brk = get_explainer("latentshift", bundle, search_stride=3).explain(img, target)
+        seq = lambda_sequence()
+        bound, _ = reference_walk(bundle, img, target)
+        k_ref = seq.index(bound)
+        assert abs(brk.params["search"]["lower_index"] - k_ref) <= 1
+
+
+def test_upward_search_adds_frames_that_raise_the_prediction():
+    kb = known_bundle()
+    e = get_explainer("latentshift", kb, search_up=True).explain(region_image(0.0), "Mass")
+    assert e.lambdas[0] < 0 < e.lambdas[-1]
+    assert len(e.lambdas) == 10 + 4 - 1 and 0.0 in e.lambdas
+    assert np.all(np.diff(e.frame_preds) > 0)
+    assert e.frame_preds[-1] > e.pred_original
+    assert e.params["search"]["upper_reason"]
+
+
+def test_fix_range_skips_the_search():
+    kb = known_bundle()
+    e = get_explainer("latentshift", kb, fix_range=[-50, 0], n_frames=6).explain(region_image(), "Mass")
+    np.testing.assert_allclose(e.lambdas, np.linspace(-50, 0, 6))
+    assert e.evaluations["search_images"] == 0
+
+
+def test_batch_equals_single(rb):
+    imgs = [phantom_like(5), phantom_like(6)]
+    ex = get_explainer("latentshift-int", rb)
+    batch = ex.explain_batch(imgs, ["Mass", "Effusion"])
+    for img, t, eb in zip(imgs, ["Mass", "Effusion"], batch):
+        es = ex.explain(img, t)
+        np.testing.assert_allclose(eb.map, es.map, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(eb.lambdas, es.lambdas)
+
+
+def test_errors_name_the_input_and_the_fix(rb):
+    no_ae = random_bundle(resolution=64, seed=0, autoencoder=False)
+    with pytest.raises(BundleError, match="autoencoder"):
+        get_explainer("latentshift", no_ae)
+    with pytest.raises(UnknownExplainerError, match="latentshift"):
+        get_explainer("latentshfit", rb)
+    with pytest.raises(UnknownPathologyError, match="Cardiomegaly"):
+        get_explainer("latentshift", rb).explain(phantom_like(0), "Broken Leg")
+    with pytest.raises(ExplainerParameterError, match="search_pred_diff"):
+        get_explainer("latentshift", rb, search_pred_dif=0.5)
+    with pytest.raises(ExplainerParameterError, match="map"):
+        get_explainer("latentshift", rb, map="median")
+    with pytest.raises(ExplainerParameterError, match="fix_range"):
+        get_explainer("latentshift", rb, fix_range=[10, 20])
+
+
+def test_params_from_strings_are_coerced(rb):
+    ex = get_explainer("latentshift", rb, search_pred_diff="0.8", n_frames="6", search_up="true",
+                       fix_range="[-30, 0]")
+    assert ex.params["search_pred_diff"] == 0.8 and ex.params["n_frames"] == 6
+    assert ex.params["search_up"] is True and ex.params["fix_range"] == [-30, 0]
