@@ -90,7 +90,7 @@ def check_responses(
         if off.any():
             raise AnalysisInputError(
                 f"column 'rating' has {int(off.sum())} value(s) outside the scale "
-                f"{list(scale)}, e.g. {values[off][0]!r}; fix or drop those rows"
+                f"{list(scale)}, e.g. {values[off][0]:g}; fix or drop those rows"
             )
         out = df.copy()
         out["rating"] = values.astype(np.int64)

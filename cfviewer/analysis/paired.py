@@ -438,8 +438,8 @@ def compare_arms(
     out["p_holm"] = np.nan
     if len(out):
         if holm_by:
-            for _, idx in out.groupby(list(holm_by), sort=False).groups.items():
-                out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
+            for _, part in out.groupby(list(holm_by), sort=False):
+                out.loc[part.index, "p_holm"] = holm(part["p"].to_numpy())
         else:
             out["p_holm"] = holm(out["p"].to_numpy())
     return out.reindex(columns=list(RESULT_COLUMNS))
