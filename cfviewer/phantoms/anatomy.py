@@ -49,7 +49,7 @@ class Patient:
         a = (e / 2.0) / np.sqrt(c * c + k * k * s * s)
         b = k * a
         cx = 0.2 * e - 0.01
-        cy = self.dome_left - 0.1 - 0.25 * b
+        cy = self.dome_left - 0.06 - 0.12 * b
         return cx, cy, a, b, self.heart_tilt
 
     def dome(self, side: int) -> float:
@@ -108,13 +108,17 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     edge = 1.2 * f.px
 
     # --- body outline: neck, shoulders, chest wall; cylindrical soft-tissue thickness ---------
-    sh = 1.0 / (1.0 + np.exp(-(y + F32(0.7)) / F32(0.045)))
-    hw = F32(p.neck) + F32(p.shoulder - p.neck) * sh
-    rel = ax / hw
+    # shoulders slope down from the neck; the trunk is a cylinder of half-width `shoulder`
+    over = np.clip(ax - F32(p.neck), 0.0, None)
+    y_sh = F32(-0.86) + F32(0.32) * over ** 1.5
+    sh = ramp(y - y_sh, 0.04)
+    rel = ax / F32(p.shoulder)
     body_t = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0))
-    base = F32(1.0) * body_t + F32(0.25)
-    base *= ramp(1.0 - rel, 0.02)
-    body = rel < 1.0
+    relneck = ax / F32(p.neck)
+    neck_t = np.sqrt(np.clip(1.0 - relneck * relneck, 0.0, 1.0))
+    body_soft = np.maximum(sh * ramp(1.0 - rel, 0.02), ramp(1.0 - relneck, 0.05))
+    base = (F32(0.75) * np.maximum(body_t * sh, F32(0.8) * neck_t) + F32(0.3)) * body_soft
+    body = body_soft > 0.5
 
     # --- abdomen below the diaphragm ------------------------------------------------------
     dia = np.where(x < 0, diaphragm_y(p, -1, ax), diaphragm_y(p, 1, ax))
@@ -142,14 +146,14 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
         outer[s] = m_outer
         depth[s] = m
         t = np.clip((y - F32(p.apex)) / F32(0.9), 0.0, 1.0)
-        thick = ramp(m, 0.14) ** 0.5 * (F32(0.75) + F32(0.35) * t)
+        thick = ramp(m, 0.12) ** 0.5 * (F32(0.8) + F32(0.3) * t)
         air += soft * thick
     air *= 1.0 - F32(0.85) * heart_soft
-    air *= F32(0.8)
+    air *= F32(0.78)
 
     # --- mediastinum, heart, aortic knob, trachea -------------------------------------------
-    base += F32(0.22) * ramp(1.0 - heart_r2, 0.25) * (1.0 - below)
-    base += F32(0.12) * ramp(1.0 - knob_r2, 0.3)
+    base += F32(0.25) * ramp(1.0 - heart_r2, 0.2) * (1.0 - below)
+    base += F32(0.05) * ramp(1.0 - knob_r2, 0.3)
     trachea = segment_distance(f, (0.0, -1.05), (0.0, -0.24))
     bronchus = np.minimum(segment_distance(f, (0.0, -0.24), (-0.17, -0.1)),
                           segment_distance(f, (0.0, -0.24), (0.16, -0.08)))
@@ -212,7 +216,8 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
     heart = (heart_r2 < 1.0) & (below < 0.5)
     return Anatomy(base=base, air=air, vessels=vessels, lung=lung, lung_outer=outer,
-                   lung_depth=depth, heart=heart, body=body, below_diaphragm=below)
+                   lung_depth=depth, heart=heart, body=body, below_diaphragm=below,
+                   extra={"heart_soft": heart_soft})
 
 
 def draw_vessels(f: Frame, p: Patient) -> np.ndarray:

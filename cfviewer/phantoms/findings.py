@@ -84,7 +84,7 @@ def atelectasis(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gener
         ang = rng.uniform(-0.3, 0.3)
         dx, dy = 0.5 * L * np.cos(ang), 0.5 * L * np.sin(ang)
         dist = segment_distance(f, (cx - dx, cy - dy), (cx + dx, cy + dy))
-        band = ramp(F32(t / 2) - dist, 0.012) * lung
+        band = ramp(F32(t / 2) - dist, 0.012) * lung * (1.0 - F32(0.85) * a.extra["heart_soft"])
         e.dens += F32(0.3 + 0.25 * sev) * band
         mask = band > 0.3
         info = {"kind": kind, "side": side, "center": (cx, cy), "length": L, "thickness": t}
@@ -120,10 +120,10 @@ def effusion(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generato
         cp_y = float(diaphragm_y(p, side, np.float32(p.W)))
         h = rng.uniform(0.08, 0.16) + 0.2 * sev * rng.uniform(0.5, 1.0)
         rel = np.clip((d - F32(0.1)) / F32(p.W - 0.1), 0.0, 1.0)
-        top = F32(cp_y - h) - F32(0.12) * rel ** 2 - F32(0.06)
-        fluid = ramp(f.y - top, 0.05) * a.lung[side]
-        e.dens += F32(0.5 + 0.2 * sev) * fluid
-        e.air_scale *= 1.0 - F32(0.5) * fluid
+        top = F32(cp_y - h) - F32(0.2) * rel ** 2
+        fluid = ramp(f.y - top, 0.09) * a.lung[side] * (1.0 - F32(0.85) * a.extra["heart_soft"])
+        e.dens += F32(0.45 + 0.25 * sev) * fluid
+        e.air_scale *= 1.0 - F32(0.7) * fluid
         e.vessel_keep *= 1.0 - fluid
         mask |= (fluid > 0.35)
         heights[side] = h
@@ -173,11 +173,11 @@ def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gene
     lung = a.lung[side]
     rim = ramp(g - outer, 1.5 * f.px) * lung
     e.vessel_keep *= 1.0 - rim
-    e.air_scale *= 1.0 + F32(0.25) * rim
-    e.dens -= F32(0.06) * rim
+    e.air_scale *= 1.0 + F32(0.2) * rim
+    e.dens -= F32(0.12 + 0.08 * sev) * rim
     w = F32(0.9 * f.px)
     line = np.exp(-(((outer - g) / w) ** 2)) * (g > 1.5 * f.px) * ramp(a.lung_depth[side], 2 * f.px)
-    e.dens += F32(0.14 + 0.08 * sev) * line
+    e.dens += F32(0.16 + 0.08 * sev) * line
     # the collapsed lung edge is a little denser
     e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
     e.masks["Pneumothorax"] = rim > 0.5
