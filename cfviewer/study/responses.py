@@ -132,11 +132,11 @@ def next_assignment(session: Session, reader: Reader, now: dt.datetime | None = 
 
 def previous_assignment(session: Session, reader: Reader, assignment_id: int | None) -> Assignment | None:
     """The read before `assignment_id` in the same session (for Back); with None, the last
-    answered read of the current session. None when there is nothing to go back to."""
+    answered read (still editable until the next session starts). None when there is nothing
+    to go back to."""
     assignments, first = _reader_state(session, reader)
-    if assignment_id is None:
-        prog = _progress(assignments, first, _gap(session, reader))
-        answered = [a for a in assignments if a.id in first and a.session == prog.current_session]
+    if assignment_id is None:  # e.g. from the "session finished" screen: the last answer given
+        answered = [a for a in assignments if a.id in first]
         return answered[-1] if answered else None
     idx = next((i for i, a in enumerate(assignments) if a.id == assignment_id), None)
     if idx is None:

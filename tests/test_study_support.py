@@ -1,0 +1,77 @@
+"""Helpers shared by the tests/test_study_*.py files (no tests here)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cfviewer import PATHOLOGIES, imaging
+
+
+def write_cases(folder: Path, n: int, seed: int = 0, size: int = 32, labels: bool = True) -> Path:
+    """n small 16-bit PNG cases + labels.csv (id, path, one 0/1 column per pathology)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = folder / "labels.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "path", *PATHOLOGIES, "split"])
+        for i in range(n):
+            img = rng.uniform(-1024, 1024, (size, size)).astype(np.float32)
+            imaging.write_png16(folder / f"case{i:03d}.png", img)
+            lab = rng.integers(0, 2, len(PATHOLOGIES)) if labels else [0] * len(PATHOLOGIES)
+            w.writerow([f"case{i:03d}", f"case{i:03d}.png", *lab, "test"])
+    return out
+
+
+def rewrite_csv(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def positive_bundle(resolution: int = 32, seed: int = 0):
+    """A random bundle whose thresholds make every prediction positive: TP/FP = the labels."""
+    from cfviewer.models import random_bundle
+
+    b = random_bundle(resolution, seed)
+    b.thresholds = {p: 0.0 for p in b.pathologies}
+    return b
+
+
+@dataclass
+class Built:
+    db: object
+    name: str
+    root: Path
+    tokens: dict[str, str]
+    reader_ids: dict[str, int]
+
+
+def build_study(tmp_path: Path, *, n_cases: int = 24, per_pathology: int = 2, readers=("r1", "r2"),
+                config: dict | None = None, name: str = "t", url: str | None = None) -> Built:
+    """A study with imported cases, a sampled cohort, two arms, readers and a schedule."""
+    from cfviewer.study import cohort, design, studies
+    from cfviewer.study.db import open_database
+
+    root = tmp_path / name
+    write_cases(root / "cases", n_cases)
+    db = open_database(url, study_dir=root)
+    with db.write() as s:
+        st = studies.create_study(s, name, root, config=config)
+        studies.add_arm(s, st, "Method A", ["gradient", "guided_backprop", "integrated_gradients"])
+        studies.add_arm(s, st, "Method B", [{"name": "latentshift-max", "params": {}}])
+        cohort.import_cases(s, st, root / "cases", "labels.csv")
+        cohort.sample_cohort(s, st, positive_bundle(), per_pathology=per_pathology, bundle_id="rand")
+        new = studies.add_readers(s, st, readers)
+        design.build_schedule(s, st)
+        tokens = {n.reader.name: n.token for n in new}
+        ids = {n.reader.name: n.reader.id for n in new}
+    return Built(db, name, root, tokens, ids)
