@@ -456,3 +456,11 @@ def test_analyze_report():
     three = pd.concat([df, df[df["arm"] == "Method A"].assign(arm="Method C")])
     with pytest.raises(AnalysisInputError, match="3 arm"):
         analyze(three)
+
+
+def test_bootstrap_chunking_does_not_change_result(monkeypatch):
+    import cfviewer.analysis.paired as paired
+    d = np.r_[DIFFS, 0.5, -0.25, 1.5]
+    whole = bootstrap_rank_biserial(d, n_boot=500, seed=3)
+    monkeypatch.setattr(paired, "_BOOT_CELLS", 7 * 10)  # 10 resamples per chunk
+    assert bootstrap_rank_biserial(d, n_boot=500, seed=3) == pytest.approx(whole)

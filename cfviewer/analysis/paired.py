@@ -58,6 +58,7 @@ from cfviewer.analysis.inputs import (
 ZERO_METHODS: tuple[str, ...] = ("pratt", "wilcox", "zsplit")
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
 STRATUM_KINDS: tuple[str, ...] = ("all", "stratum", "pathology", "reader", "case_mean")
+_BOOT_CELLS = 1 << 21
 DEFAULT_MIN_PAIRS = 6
 """Below 6 pairs a two-sided exact signed-rank test cannot reach p < 0.05 (p >= 2/2^5)."""
 
@@ -247,8 +248,15 @@ def bootstrap_rank_biserial(
         raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}")
     values, counts = _distinct(d)
     rng = np.random.default_rng(seed)
-    boot_counts = rng.multinomial(d.size, counts / d.size, size=int(n_boot))
-    r = _rank_biserial_from_counts(values, boot_counts, zero_method)
+    # Chunks keep the (resamples x distinct values) matrices near _BOOT_CELLS elements even
+    # for continuous differences (up to n distinct values).
+    chunk = max(1, _BOOT_CELLS // values.size)
+    r = np.concatenate([
+        _rank_biserial_from_counts(
+            values, rng.multinomial(d.size, counts / d.size, size=min(chunk, n_boot - start)),
+            zero_method)
+        for start in range(0, int(n_boot), chunk)
+    ])
     r = r[~np.isnan(r)]
     if r.size == 0:
         return math.nan, math.nan
@@ -351,7 +359,7 @@ def _groups(pairs: pd.DataFrame, unpaired: pd.DataFrame, kind: str):
         yield "all", pairs, len(unpaired)
         return
     col = kind
-    labels = sorted(set(pairs[col]).union(unpaired[col]), key=str)
+    labels = sorted(set(pd.unique(pairs[col])).union(pd.unique(unpaired[col])), key=str)
     p_groups = dict(tuple(pairs.groupby(col, sort=False))) if len(pairs) else {}
     u_counts = unpaired[col].value_counts() if len(unpaired) else pd.Series(dtype=int)
     empty = pairs.iloc[0:0]
