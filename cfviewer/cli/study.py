@@ -1,0 +1,426 @@
+"""`cfviewer study ...`: create a study, import cases, sample the cohort, add readers (and
+schedule them), precompute explanations, show status, export answers, run the analysis.
+
+Every sub-command takes the study as a name (a folder under study_data/) or a folder path, and
+`--db URL` (else CFVIEWER_DB_URL, else <study>/study.json, else SQLite <study>/study.db).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cfviewer.errors import CfviewerError
+
+DEFAULT_ARMS = (
+    ("Method A", ["gradient", "guided_backprop", "integrated_gradients"]),
+    ("Method B", ["latentshift-max"]),
+)
+"""The reference study's arms (Cohen et al.): three captum maps vs Latent Shift + animation."""
+
+
+def study_location(value: str) -> tuple[str, Path]:
+    """(name, folder) from a study name (study_data/<name>) or a folder path."""
+    from cfviewer.paths import study_data_dir
+
+    p = Path(value)
+    if os.sep in value or value.startswith(".") or p.is_dir():
+        return p.resolve().name, p.resolve()
+    return value, study_data_dir() / value
+
+
+def _open(args: argparse.Namespace):
+    from cfviewer.study.db import open_database
+
+    name, root = study_location(args.study)
+    return name, root, open_database(args.db, study_dir=root)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="study name (folder under study_data/) or study folder path")
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="database URL (default: $CFVIEWER_DB_URL, <study>/study.json, <study>/study.db)")
+
+
+def _parse_arm(text: str) -> tuple[str, list[Any]]:
+    if "=" not in text:
+        raise CfviewerError(f"--arm {text!r}: write 'Display name=method1,method2' "
+                            "(e.g. 'Method A=gradient,guided_backprop')")
+    name, methods = text.split("=", 1)
+    return name.strip(), [m.strip() for m in methods.split(",") if m.strip()]
+
+
+def _bar(total: int, desc: str, quiet: bool = False):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", disable=quiet, file=sys.stderr, leave=False)
+
+
+# ------------------------------------------------------------------------------ commands ---
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from cfviewer.study import studies
+
+    name, root = study_location(args.study)
+    if args.db:
+        studies.write_study_json(root, args.db)
+    from cfviewer.study.db import open_database
+
+    db = open_database(args.db, study_dir=root)
+    cfg: dict[str, Any] = {"sessions_per_arm": args.sessions_per_arm, "min_gap_hours": args.min_gap_hours}
+    if args.bundle:
+        cfg["bundle"] = str(Path(args.bundle).resolve())
+    if args.pathologies:
+        cfg["pathologies"] = [p.strip() for p in args.pathologies.split(",") if p.strip()]
+    questions = studies.DEFAULT_QUESTIONS
+    if args.questions:
+        try:
+            questions = json.loads(Path(args.questions).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CfviewerError(f"--questions {args.questions}: cannot read a JSON list of questions ({exc})")
+    arms = [_parse_arm(a) for a in args.arm] if args.arm else [(n, list(m)) for n, m in DEFAULT_ARMS]
+    if args.arms_json:
+        try:
+            arms = [(a["name"], a["methods"]) for a in json.loads(Path(args.arms_json).read_text())]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CfviewerError(f"--arms-json {args.arms_json}: expected [{{\"name\": ..., \"methods\": [...]}}] ({exc})")
+    from cfviewer.explain import list_explainers
+
+    known = set(list_explainers())
+    for arm_name, methods in arms:
+        for m in methods:
+            mname = m if isinstance(m, str) else m.get("name")
+            if mname not in known:
+                raise CfviewerError(f"arm {arm_name!r}: unknown explainer {mname!r}; choose from {', '.join(sorted(known))}")
+    with db.write() as s:
+        st = studies.create_study(s, name, root, seed=args.seed, config=cfg, questions=questions)
+        for arm_name, methods in arms:
+            studies.add_arm(s, st, arm_name, methods)
+    print(f"created study {name!r} in {root} (database {db.engine.url.render_as_string(hide_password=True)})")
+    for arm_name, methods in arms:
+        print(f"  arm {arm_name!r}: {', '.join(m if isinstance(m, str) else m['name'] for m in methods)}")
+    print(f"next: cfviewer study import {args.study} FOLDER --labels labels.csv")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from cfviewer.errors import ImportValidationError
+    from cfviewer.study import cohort, studies
+
+    name, root, db = _open(args)
+    try:
+        with db.write() as s:
+            st = studies.get_study(s, name)
+            bar = _bar(0, "checking files", args.quiet)
+
+            def prog(i: int, n: int) -> None:
+                bar.total = n
+                bar.update(i - bar.n)
+
+            pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
+            rep = cohort.import_cases(s, st, args.folder, args.labels, boxes_csv=args.boxes, pathologies=pats,
+                                      copy=args.copy, progress=prog)
+            bar.close()
+    except ImportValidationError as exc:
+        print(f"cfviewer study import: nothing was imported; {len(exc.problems)} problem(s):", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 2
+    print(rep)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from cfviewer.models import Bundle
+    from cfviewer.study import cohort, studies
+
+    name, root, db = _open(args)
+    with db.read() as s:
+        st = studies.get_study(s, name)
+        bdir = args.bundle or st.config.get("bundle")
+    if not bdir:
+        raise CfviewerError("no model bundle: pass --bundle DIR (or set it with `cfviewer study create --bundle`)")
+    bpath = Path(bdir) if Path(bdir).is_absolute() else root / bdir
+    bundle = Bundle.load(bpath, device=args.device)
+    with db.write() as s:
+        st = studies.get_study(s, name)
+        if args.bundle:
+            studies.update_config(s, st, bundle=str(bpath.resolve()))
+        bar = _bar(0, "predicting", args.quiet)
+
+        def prog(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(i - bar.n)
+
+        pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
+        rep = cohort.sample_cohort(s, st, bundle, bundle_id=cohort.bundle_identity(bpath),
+                                   per_pathology=args.per_pathology, fp_fraction=args.fp_fraction,
+                                   pathologies=pats, seed=args.seed, fill=args.fill, replace=args.replace,
+                                   progress=prog)
+        bar.close()
+    print(rep)
+    return 0
+
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cfviewer.study import design, responses, studies
+    from cfviewer.study.schema import Assignment, CohortItem
+    from cfviewer.study.tokens import reader_link
+
+    name, root, db = _open(args)
+    new = []
+    with db.write() as s:
+        st = studies.get_study(s, name)
+        if args.add:
+            new = studies.add_readers(s, st, args.add)
+        has_cohort = s.scalars(select(CohortItem.id).where(CohortItem.study_id == st.id).limit(1)).first()
+        if has_cohort and st.readers:
+            summary = design.build_schedule(s, st, rebuild=args.reschedule)
+            if summary.assignments_added:
+                print(f"scheduled {summary.readers_scheduled} reader(s): {summary.reads_per_reader} reads each "
+                      f"in {summary.sessions_per_reader} sessions")
+        elif args.reschedule:
+            raise CfviewerError("nothing to schedule: sample a cohort and add readers first")
+        base = args.base_url or st.config.get("app_url", "http://localhost:8501/")
+        links = [(n.reader.name, reader_link(n.token, base)) for n in new]
+    if links:
+        print("reader links (shown once; only a hash of each token is stored):")
+        for rname, link in links:
+            print(f"  {rname}: {link}")
+        if not has_cohort:
+            print("no cohort yet: readers are scheduled when you run `cfviewer study readers` after sampling")
+    with db.read() as s:
+        st = studies.get_study(s, name)
+        for r in st.readers:
+            n_sched = len(list(s.scalars(select(Assignment.id).where(Assignment.reader_id == r.id))))
+            prog = responses.progress(s, r)
+            sessions = ", ".join(f"s{x.session} {x.done}/{x.total}" for x in prog.sessions)
+            flag = " (simulated)" if r.simulated else ""
+            print(f"  {r.name}{flag}: {prog.done}/{n_sched} reads done  [{sessions}]")
+    return 0
+
+
+def cmd_precompute(args: argparse.Namespace) -> int:
+    from cfviewer.study import artifacts
+
+    name, root, db = _open(args)
+    bar = _bar(0, "precompute (case x arm)", args.quiet)
+
+    def prog(i: int, n: int, label: str) -> None:
+        bar.total = n
+        bar.set_postfix_str(label[:40])
+        bar.update(i - bar.n)
+
+    bundle = None
+    bundle_id = None
+    if args.bundle:
+        from cfviewer.models import Bundle
+        from cfviewer.study.cohort import bundle_identity
+
+        bundle = Bundle.load(args.bundle, device=args.device)
+        bundle_id = bundle_identity(args.bundle)
+    rep = artifacts.precompute(db, name, bundle=bundle, bundle_id=bundle_id, device=args.device,
+                               progress=prog, force=args.force, limit=args.limit)
+    bar.close()
+    print(rep)
+    if rep.units:
+        rate = rep.units / max(rep.seconds, 1e-9) * 60
+        print(f"throughput: {rate:.1f} case x arm per minute; manifest: {rep.manifest}")
+    return 1 if rep.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from cfviewer.study import artifacts, responses, studies
+    from cfviewer.study.schema import Case, CohortItem, Response
+
+    name, root, db = _open(args)
+    with db.read() as s:
+        st = studies.get_study(s, name)
+        n_cases = s.scalar(select(func.count(Case.id)).where(Case.study_id == st.id))
+        strata = s.execute(select(CohortItem.pathology, CohortItem.stratum, func.count(CohortItem.id))
+                           .where(CohortItem.study_id == st.id)
+                           .group_by(CohortItem.pathology, CohortItem.stratum)).all()
+        print(f"study {st.name!r} in {st.root}")
+        print(f"  database: {db.engine.url.render_as_string(hide_password=True)}")
+        print(f"  bundle: {st.config.get('bundle')}")
+        print(f"  cases imported: {n_cases}; cohort: {sum(n for *_, n in strata)}")
+        table: dict[str, dict[str, int]] = {}
+        for p, k, n in strata:
+            table.setdefault(p, {})[k] = n
+        for p in sorted(table):
+            print(f"    {p:<16} TP {table[p].get('TP', 0):>3}  FP {table[p].get('FP', 0):>3}")
+        for a in st.arms:
+            print(f"  arm {a.name!r}: {' + '.join(a.method_names)}")
+        print(f"  questions: {', '.join(q.key for q in st.questions)}")
+        print(f"  washout: {st.config.get('sessions_per_arm', 1)} session(s) per arm, "
+              f"min gap {st.config.get('min_gap_hours', 0)} h")
+        for r in st.readers:
+            prog = responses.progress(s, r)
+            flag = " (simulated)" if r.simulated else ""
+            print(f"  reader {r.name}{flag}: {prog.done}/{prog.total} reads, session {prog.current_session}")
+        n_resp = s.scalar(select(func.count(Response.id)).join(Case).where(Case.study_id == st.id))
+        print(f"  answers stored: {n_resp}")
+    ast = artifacts.artifact_status(db, name, verify=not args.no_verify)
+    print(f"  precomputed: {ast.complete_units}/{ast.expected_units} case x arm, {ast.files} files"
+          + ("" if args.no_verify else f", {len(ast.problems)} problem(s)"))
+    for p in ast.problems[:20]:
+        print(f"    {p}")
+    return 1 if ast.problems else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cfviewer.study import export, studies
+
+    name, root, db = _open(args)
+    out = Path(args.out) if args.out else root / "export"
+    with db.read() as s:
+        st = studies.get_study(s, name)
+        res = export.export_study(s, st, out, include_simulated=not args.no_simulated)
+    print(f"exported {res.n_rows} answers to {res.out_dir}")
+    for f, h in res.files.items():
+        print(f"  {h}  {f}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from cfviewer.analysis import analyze
+    from cfviewer.study import export, studies
+
+    name, root, db = _open(args)
+    with db.read() as s:
+        st = studies.get_study(s, name)
+        df = export.responses_frame(s, st, include_simulated=not args.no_simulated)
+    rep = analyze(df, args.arm_a, args.arm_b, zero_method=args.zero_method, n_boot=args.n_boot,
+                  seed=args.seed, figures=not args.no_figures)
+    out = Path(args.out) if args.out else root / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, table in rep.tables().items():
+        table.to_csv(out / f"{stem}.csv", index=False)
+    for stem, fig in rep.figures.items():
+        fig.write_html(out / f"{stem}.html", include_plotlyjs="directory")
+    import pandas as pd
+
+    cols = [c for c in ("question", "stratum_kind", "stratum", "n_pairs", "n_zero", "mean_diff", "sd_diff",
+                        "p", "p_holm", "r_rb", "ci_low", "ci_high") if c in rep.comparison.columns]
+    view = rep.comparison
+    if "stratum_kind" in view.columns:
+        view = view[view["stratum_kind"].isin(["all", "stratum"])]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(f"{rep.arm_b} - {rep.arm_a} (zero method {args.zero_method}), {len(df)} answers")
+        print(view[cols].to_string(index=False) if cols else view.to_string(index=False))
+    print(f"tables and figures in {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- argparse ---
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+
+    p = subparsers.add_parser("study", help="create and run a reader study",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+
+    c = sub.add_parser("create", help="create a study (folder + database)",
+                       description="Create a study with the reference study's two questions and, unless "
+                                   "--arm is given, its two arms (A: gradient + guided backprop + "
+                                   "integrated gradients; B: latentshift-max with the animation).")
+    _add_common(c)
+    c.add_argument("--bundle", help="model bundle folder used for sampling and precompute")
+    c.add_argument("--seed", type=int, default=0, help="study seed (cohort draw, reading orders)")
+    c.add_argument("--arm", action="append", metavar="'NAME=m1,m2'", help="an arm and its explainers (repeat)")
+    c.add_argument("--arms-json", metavar="FILE", help='arms with params: [{"name":..., "methods":[{"name":..., "params":{...}}]}]')
+    c.add_argument("--pathologies", help="comma-separated pathologies (default: the six of cfviewer.PATHOLOGIES)")
+    c.add_argument("--questions", metavar="FILE", help='JSON list of {"key", "text", "anchors": [5 labels]}')
+    c.add_argument("--sessions-per-arm", type=int, default=1, help="sessions per arm block (washout; default 1)")
+    c.add_argument("--min-gap-hours", type=float, default=0.0, help="minimum hours between sessions (default 0)")
+    c.set_defaults(func=cmd_create)
+
+    i = sub.add_parser("import", help="import cases (all or nothing)",
+                       description="Import a folder of DICOM/PNG/JPEG cases with a labels CSV (id, path, one 0/1 "
+                                   "column per pathology, optional mask_<Pathology> columns) and an optional "
+                                   "NIH BBox_List_2017-style boxes CSV. Any bad file or row: nothing is imported "
+                                   "and every problem is listed.")
+    _add_common(i)
+    i.add_argument("folder", help="folder holding the images (paths in the CSV are relative to it)")
+    i.add_argument("--labels", required=True, help="labels CSV (relative to the folder or a path)")
+    i.add_argument("--boxes", help="boxes CSV: Image Index, Finding Label, x, y, w, h")
+    i.add_argument("--pathologies", help="comma-separated label columns to require")
+    i.add_argument("--copy", action="store_true", help="copy the files into <study>/cases/ (default: reference)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("sample", help="run the model and draw the cohort (TP/FP per pathology)",
+                       description="Predict every case, split predicted positives into true/false positives per "
+                                   "pathology with the bundle's thresholds, draw the cohort with a seed and print "
+                                   "requested vs available per stratum.")
+    _add_common(s)
+    s.add_argument("--bundle", help="model bundle folder (default: the study's)")
+    s.add_argument("--per-pathology", type=int, default=40, help="cases per pathology (default 40)")
+    s.add_argument("--fp-fraction", type=float, default=0.5, help="share of false positives (default 0.5)")
+    s.add_argument("--pathologies", help="comma-separated (default: the study's)")
+    s.add_argument("--seed", type=int, default=None, help="draw seed (default: the study seed)")
+    s.add_argument("--fill", action="store_true", help="top a short stratum up from the other one")
+    s.add_argument("--replace", action="store_true", help="draw again (only before readers are scheduled)")
+    s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sample)
+
+    r = sub.add_parser("readers", help="add readers (prints their links once), schedule, list progress",
+                       description="Add readers (each gets a random token; its link is printed once, only the "
+                                   "hash is stored), build the crossover schedule of new readers, and list "
+                                   "everyone's progress.")
+    _add_common(r)
+    r.add_argument("--add", nargs="+", metavar="NAME", help="reader names to add")
+    r.add_argument("--reschedule", action="store_true", help="rebuild every reader's schedule (no answers yet)")
+    r.add_argument("--base-url", help="app URL for the links (default http://localhost:8501/)")
+    r.set_defaults(func=cmd_readers)
+
+    pc = sub.add_parser("precompute", help="compute every explanation file (resumable)",
+                        description="Compute and store every artifact for every (case, arm): maps, overlays, "
+                                    "GIFs, counterfactuals, explanation JSON, plus a SHA-256 manifest. Skips "
+                                    "what is up to date; two runs at once share the work.")
+    _add_common(pc)
+    pc.add_argument("--bundle", help="model bundle folder (default: the study's)")
+    pc.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    pc.add_argument("--force", action="store_true", help="recompute even what is up to date")
+    pc.add_argument("--limit", type=int, help="only the first N (case, arm) pairs")
+    pc.add_argument("--quiet", action="store_true", help="no progress bar")
+    pc.set_defaults(func=cmd_precompute)
+
+    st = sub.add_parser("status", help="cases, cohort, readers' progress, precompute state",
+                        description="Show the study: cohort per pathology and stratum, arms, readers' progress, "
+                                    "and whether every artifact exists with its recorded sha256.")
+    _add_common(st)
+    st.add_argument("--no-verify", action="store_true", help="do not re-hash artifact files")
+    st.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("export", help="long-format CSV + Parquet, study JSON, SHA-256 manifest",
+                       description="Write responses.csv / responses.parquet (one row per reader x case x arm x "
+                                   "question), study.json and MANIFEST.sha256.")
+    _add_common(e)
+    e.add_argument("--out", help="output folder (default <study>/export)")
+    e.add_argument("--no-simulated", action="store_true", help="leave out simulated readers' answers")
+    e.set_defaults(func=cmd_export)
+
+    a = sub.add_parser("analyze", help="paired Wilcoxon tests between two arms (+ tables, figures)",
+                       description="Run cfviewer.analysis.analyze on the study's answers; writes comparison, "
+                                   "summary, kappa and alpha CSVs and Plotly HTML figures.")
+    _add_common(a)
+    a.add_argument("--out", help="output folder (default <study>/analysis)")
+    a.add_argument("--arm-a", default=None, help="reference arm (default: first in sorted order)")
+    a.add_argument("--arm-b", default=None, help="compared arm (differences are B - A)")
+    a.add_argument("--zero-method", default="pratt",
+                   help="Wilcoxon zero-difference handling: pratt (default), wilcox or zsplit")
+    a.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the r CI")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--no-simulated", action="store_true", help="leave out simulated readers' answers")
+    a.add_argument("--no-figures", action="store_true", help="tables only")
+    a.set_defaults(func=cmd_analyze)
