@@ -12,7 +12,7 @@ import numpy as np
 
 from scipy.ndimage import gaussian_filter
 
-from cfviewer.phantoms.raster import Frame, ellipse_r2, ramp, segment_distance, splat
+from cfviewer.phantoms.raster import Frame, ellipse_r2, ramp, segment_distance, splat, sub, window
 
 F32 = np.float32
 SIDES = (-1, 1)
@@ -132,15 +132,16 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     hx, hy, ha, hb, ht = p.heart_axes
     heart_r2 = ellipse_r2(f, hx, hy, ha, hb, ht)
     heart_soft = ramp(1.0 - heart_r2, 0.12)
-    knob_r2 = ellipse_r2(f, 0.085, -0.31, 0.075, 0.065)
+    knob_win = window(f, [0.085], [-0.31], 0.2)
+    knob_r2 = ellipse_r2(sub(f, knob_win), 0.085, -0.31, 0.075, 0.065) if knob_win else None
     for s in SIDES:
         d = x * F32(s)
         apex_y = F32(p.apex) + F32(2.2) * (d - F32(0.3)) ** 2
         med = F32(0.105 if s < 0 else 0.085) + F32(0.0) * d
         m_outer = np.minimum(lat - d, y - apex_y)
         m = np.minimum(np.minimum(m_outer, d - med), diaphragm_y(p, s, d) - y)
-        if s > 0:
-            m = np.minimum(m, np.sqrt(knob_r2) - 1.0)
+        if s > 0 and knob_win:
+            m[knob_win] = np.minimum(m[knob_win], np.sqrt(knob_r2) - 1.0)
         soft = ramp(m, edge)
         lung[s] = soft
         outer[s] = m_outer
@@ -153,12 +154,18 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
     # --- mediastinum, heart, aortic knob, trachea -------------------------------------------
     base += F32(0.25) * ramp(1.0 - heart_r2, 0.2) * (1.0 - below)
-    base += F32(0.05) * ramp(1.0 - knob_r2, 0.3)
-    trachea = segment_distance(f, (0.0, -1.05), (0.0, -0.24))
-    bronchus = np.minimum(segment_distance(f, (0.0, -0.24), (-0.17, -0.1)),
-                          segment_distance(f, (0.0, -0.24), (0.16, -0.08)))
-    base -= F32(0.22) * ramp(F32(0.032) - trachea, 0.012)
-    base -= F32(0.12) * ramp(F32(0.02) - bronchus, 0.01)
+    if knob_win:
+        base[knob_win] += F32(0.05) * ramp(1.0 - knob_r2, 0.3)
+    tw = window(f, [0.0, 0.0], [-1.1, -0.24], 0.05)
+    if tw:
+        trachea = segment_distance(sub(f, tw), (0.0, -1.1), (0.0, -0.24))
+        base[tw] -= F32(0.22) * ramp(F32(0.032) - trachea, 0.012)
+    bw = window(f, [-0.17, 0.16, 0.0], [-0.1, -0.08, -0.24], 0.03)
+    if bw:
+        sf = sub(f, bw)
+        bronchus = np.minimum(segment_distance(sf, (0.0, -0.24), (-0.17, -0.1)),
+                              segment_distance(sf, (0.0, -0.24), (0.16, -0.08)))
+        base[bw] -= F32(0.12) * ramp(F32(0.02) - bronchus, 0.01)
 
     # --- spine: vertebral bodies with end plates and pedicles --------------------------------
     spine_w = F32(0.07)
@@ -193,26 +200,36 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
     # --- clavicles and humeral heads -----------------------------------------------------
     for s in SIDES:
-        cl = np.minimum(segment_distance(f, (s * 0.06, -0.66), (s * 0.42, -0.74)),
-                        segment_distance(f, (s * 0.42, -0.74), (s * 0.72, -0.7)))
-        cw = F32(0.032)
-        base += F32(0.3) * np.sqrt(np.clip(1.0 - (cl / cw) ** 2, 0.0, 1.0))
-        hr2 = ellipse_r2(f, s * (p.W + 0.2), -0.6, 0.14, 0.13)
-        base += F32(0.4) * np.sqrt(np.clip(1.0 - hr2, 0.0, 1.0))
+        cw = window(f, [s * 0.06, s * 0.42, s * 0.72], [-0.66, -0.74, -0.7], 0.04)
+        if cw:
+            sf = sub(f, cw)
+            cl = np.minimum(segment_distance(sf, (s * 0.06, -0.66), (s * 0.42, -0.74)),
+                            segment_distance(sf, (s * 0.42, -0.74), (s * 0.72, -0.7)))
+            base[cw] += F32(0.3) * np.sqrt(np.clip(1.0 - (cl / F32(0.032)) ** 2, 0.0, 1.0))
+        hw_ = window(f, [s * (p.W + 0.2)], [-0.6], 0.16)
+        if hw_:
+            hr2 = ellipse_r2(sub(f, hw_), s * (p.W + 0.2), -0.6, 0.14, 0.13)
+            base[hw_] += F32(0.4) * np.sqrt(np.clip(1.0 - hr2, 0.0, 1.0))
         # scapula edge over the lateral lung
-        sc = segment_distance(f, (s * 0.72, -0.66), (s * 0.6, -0.1))
-        base += F32(0.06) * ramp(F32(0.03) - sc, 0.02)
+        sw = window(f, [s * 0.72, s * 0.6], [-0.66, -0.1], 0.06)
+        if sw:
+            sc = segment_distance(sub(f, sw), (s * 0.72, -0.66), (s * 0.6, -0.1))
+            base[sw] += F32(0.06) * ramp(F32(0.03) - sc, 0.02)
 
     # --- gastric bubble under the left dome -------------------------------------------------
     if p.gastric_bubble:
-        gb = ellipse_r2(f, 0.42, p.dome_left + 0.1, 0.11, 0.06)
-        base -= F32(0.2) * ramp(1.0 - gb, 0.3) * below
+        gw = window(f, [0.42], [p.dome_left + 0.1], 0.13)
+        if gw:
+            gb = ellipse_r2(sub(f, gw), 0.42, p.dome_left + 0.1, 0.11, 0.06)
+            base[gw] -= F32(0.2) * ramp(1.0 - gb, 0.3) * below[gw]
 
     # --- hila and branching vessels ----------------------------------------------------------
     vessels = draw_vessels(f, p)
     for s in SIDES:
-        h2 = ellipse_r2(f, s * 0.2, -0.06, 0.08, 0.11)
-        vessels += F32(0.12) * np.exp(-1.5 * h2)
+        hw_ = window(f, [s * 0.2], [-0.06], 0.3)
+        if hw_:
+            h2 = ellipse_r2(sub(f, hw_), s * 0.2, -0.06, 0.08, 0.11)
+            vessels[hw_] += F32(0.12) * np.exp(-1.5 * h2)
 
     heart = (heart_r2 < 1.0) & (below < 0.5)
     return Anatomy(base=base, air=air, vessels=vessels, lung=lung, lung_outer=outer,
@@ -221,25 +238,33 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
 
 def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
-    """Branching pulmonary vessel trees from each hilum, thick centrally, fading outwards."""
+    """Branching pulmonary vessel trees from each hilum, thick centrally, fading outwards,
+    over a faint band-pass parenchymal texture (both vanish where the lung has collapsed)."""
     rng = np.random.default_rng(p.vessel_seed)
-    segs: list[tuple[float, float, float, float, float]] = []
-    for s in SIDES:
-        hx, hy = s * 0.2, -0.06
-        for ang in (-2.0, -1.35, -0.7, -0.2, 0.35, 0.9):   # up, out, down (radians from lateral)
-            a = ang + rng.normal(0, 0.12)
-            stack = [(hx, hy, a, 0.2, 1.0, 0)]
-            while stack:
-                x0, y0, a0, L, w, depth = stack.pop()
-                x1 = x0 + s * L * np.cos(a0)
-                y1 = y0 + L * np.sin(a0)
-                segs.append((x0, y0, x1, y1, w))
-                if depth < 4:
-                    for sign in (-1, 1):
-                        da = sign * rng.uniform(0.25, 0.6)
-                        stack.append((x1, y1, a0 + da, L * rng.uniform(0.6, 0.8), w * 0.68, depth + 1))
-    seg = np.asarray(segs)
-    step = 0.6 * f.px
+    roots = np.array([-2.1, -1.6, -1.1, -0.6, -0.15, 0.3, 0.75, 1.15])   # up .. out .. down
+    side = np.repeat(np.array(SIDES, float), len(roots))
+    ang = np.tile(roots, 2) + rng.normal(0, 0.1, side.size)
+    x = side * (0.19 + rng.normal(0, 0.015, side.size))
+    y = -0.06 + rng.normal(0, 0.03, side.size)
+    L = np.full(side.size, 0.165)
+    w = np.ones(side.size)
+    levels = []
+    for depth in range(7):   # level by level: every branch of a level at once
+        x1 = x + side * L * np.cos(ang)
+        y1 = y + L * np.sin(ang)
+        levels.append(np.stack([x, y, x1, y1, w], axis=1))
+        m = x.size
+        turn = rng.choice((-1.0, 1.0), m)
+        # main branch carries on almost straight, the side branch splits off
+        a_main = ang + turn * rng.uniform(0.05, 0.3, m)
+        a_side = ang - turn * rng.uniform(0.45, 0.9, m)
+        x, y = np.concatenate([x1, x1]), np.concatenate([y1, y1])
+        ang = np.concatenate([a_main, a_side])
+        L = np.concatenate([L * rng.uniform(0.8, 0.92, m), L * rng.uniform(0.6, 0.78, m)])
+        w = np.concatenate([w * 0.8, w * 0.6])
+        side = np.concatenate([side, side])
+    seg = np.concatenate(levels)
+    step = 0.7 * f.px
     lens = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
     counts = np.maximum((lens / step).astype(int), 2)
     idx = np.repeat(np.arange(len(seg)), counts)
@@ -248,7 +273,12 @@ def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
     xs = seg[idx, 0] + t * (seg[idx, 2] - seg[idx, 0])
     ys = seg[idx, 1] + t * (seg[idx, 3] - seg[idx, 1])
     w = seg[idx, 4] * (step / f.px)
-    img = splat(f, xs, ys, w)
-    img = gaussian_filter(img, 0.7 * (f.size / 224) ** 0.5)
-    return img * F32(0.2)
-
+    k = f.size / 224
+    thick = idx < 2 * len(roots) * 7          # the first three levels: wide central vessels
+    img = gaussian_filter(splat(f, xs[thick], ys[thick], w[thick]), 1.3 * k) * F32(0.5)
+    img += gaussian_filter(splat(f, xs[~thick], ys[~thick], w[~thick]), 0.6 * k) * F32(0.32)
+    # parenchymal texture: band-pass noise at 1-3 px (224-px scale)
+    n = rng.standard_normal((f.size, f.size)).astype(F32)
+    tex = gaussian_filter(n, 1.0 * k ** 0.5)
+    tex -= gaussian_filter(tex, 2.5 * k ** 0.5)
+    return img + F32(0.09 * k ** 0.5) * tex

@@ -162,10 +162,13 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
         conf["chest_tube"] = True
 
     erng = np.random.default_rng(sub[-3])
-    mu = erng.uniform(1.15, 1.5)
-    signal = 1.0 - np.exp(-F32(mu) * np.maximum(A, 0.0))
-    hi_s = erng.uniform(0.9, 1.0)
-    img = np.clip(signal / F32(hi_s), 0.0, 1.0) ** F32(erng.uniform(0.85, 1.2))
+    # Detector characteristic curve: a display value roughly linear in attenuation (as in a log
+    # image) with soft toe and shoulder, so a rib has the same contrast over lung and over air.
+    mu = erng.uniform(1.2, 1.6)
+    mid = F32(erng.uniform(0.6, 0.8))
+    lo_v = np.tanh(F32(mu) * (F32(0.0) - mid))
+    hi_v = np.tanh(F32(mu) * (F32(1.6) - mid))
+    img = (np.tanh(F32(mu) * (np.maximum(A, 0.0) - mid)) - lo_v) * F32(1.0 / (hi_v - lo_v))
     blur = erng.uniform(0.35, 0.9) * size / 224
     img = gaussian_filter(img, blur)
     noise_sd = erng.uniform(0.005, 0.02)

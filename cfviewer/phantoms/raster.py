@@ -117,3 +117,20 @@ def polyline_points(xs: np.ndarray, ys: np.ndarray, step: float) -> tuple[np.nda
     m = max(int(s[-1] / step) + 1, 2)
     t = np.linspace(0.0, s[-1], m)
     return np.interp(t, s, xs), np.interp(t, s, ys), t
+
+
+def window(f: Frame, xs, ys, pad: float) -> tuple[slice, slice] | None:
+    """Pixel slices covering the body-frame points (xs, ys) plus `pad` body units, or None
+    when that box is outside the image. Local shapes are drawn only inside their window."""
+    cx, cy = f.to_pixels(np.asarray(xs, np.float64), np.asarray(ys, np.float64))
+    r = pad / f.px + 2.0
+    c0, c1 = int(max(np.floor(cx.min() - r), 0)), int(min(np.ceil(cx.max() + r) + 1, f.size))
+    r0, r1 = int(max(np.floor(cy.min() - r), 0)), int(min(np.ceil(cy.max() + r) + 1, f.size))
+    if c0 >= c1 or r0 >= r1:
+        return None
+    return slice(r0, r1), slice(c0, c1)
+
+
+def sub(f: Frame, win: tuple[slice, slice]) -> Frame:
+    """The part of a frame inside a window (views, no copies)."""
+    return Frame(f.size, f.x[win], f.y[win], f.tx, f.ty, f.scale, f.angle)
