@@ -121,6 +121,16 @@ def test_exact_method_reported_without_ties():
     assert row["p"] == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
 
 
+@pytest.mark.parametrize("zero_method", ["pratt", "wilcox", "zsplit"])
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_vectorised_permutation_p_equals_scipy(zero_method, alternative):
+    from cfviewer.analysis.paired import signed_rank_permutation_p
+    for d in ([1, 1, 0, 2, -1, 2, 0, 3], [-1, -1, 2, 0, -3, -1, -1]):
+        ref = stats.wilcoxon(d, zero_method=zero_method, alternative=alternative)
+        assert signed_rank_permutation_p(np.array(d), zero_method, alternative) == \
+            pytest.approx(ref.pvalue, abs=1e-12)
+
+
 # ----------------------------------------------------------------------- rank-biserial
 
 @pytest.mark.parametrize("zero_method", ["pratt", "wilcox", "zsplit"])
