@@ -131,6 +131,20 @@ def test_vectorised_permutation_p_equals_scipy(zero_method, alternative):
             pytest.approx(ref.pvalue, abs=1e-12)
 
 
+@pytest.mark.parametrize("d, used", [
+    (np.arange(1, 52) * np.where(np.arange(51) % 3, 1, -1), "asymptotic"),  # n > 50
+    (np.arange(1, 21) * np.where(np.arange(20) % 3, 1, -1), "exact"),       # no ties
+    (np.r_[np.arange(1, 20), 1] * np.where(np.arange(20) % 3, 1, -1), "asymptotic"),  # ties
+    (np.array([1, 1, 2, -1, 3, 2, 0, 1, 4, -2]), "exact permutation"),      # n <= 13, ties
+])
+def test_reported_method_and_p_follow_scipy_auto(d, used):
+    from cfviewer.analysis import paired_test
+    a = np.zeros(d.size)
+    row = paired_test(a, d.astype(float), n_boot=20)
+    assert row["method"] == used
+    assert row["p"] == pytest.approx(stats.wilcoxon(d, zero_method="pratt").pvalue, abs=1e-12)
+
+
 # ----------------------------------------------------------------------- rank-biserial
 
 @pytest.mark.parametrize("zero_method", ["pratt", "wilcox", "zsplit"])

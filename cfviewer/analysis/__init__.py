@@ -8,7 +8,8 @@ x question); only reader, case, arm, pathology, stratum, question and rating are
     report = analyze(df)                                     # tables + figures
 
 Public API:
-- paired: compare_arms, pair_arms, paired_test, rank_biserial, bootstrap_rank_biserial, holm
+- paired: compare_arms, pair_arms, paired_test, rank_biserial, bootstrap_rank_biserial, holm,
+  signed_rank_permutation_p
 - agreement: reader_kappa, krippendorff_alpha, quadratic_weighted_kappa,
   weighted_kappa_from_table, confusion_table
 - summary: describe
@@ -43,6 +44,7 @@ from cfviewer.analysis.paired import (
     pair_arms,
     paired_test,
     rank_biserial,
+    signed_rank_permutation_p,
 )
 from cfviewer.analysis.report import AnalysisReport, analyze, default_arms
 from cfviewer.analysis.summary import describe
@@ -53,5 +55,5 @@ __all__ = [
     "bootstrap_rank_biserial", "check_responses", "compare_arms", "confusion_table",
     "default_arms", "describe", "holm", "krippendorff_alpha", "likert_figure", "pair_arms",
     "paired_means_figure", "paired_test", "pathology_figure", "quadratic_weighted_kappa",
-    "rank_biserial", "reader_kappa", "weighted_kappa_from_table",
+    "rank_biserial", "reader_kappa", "signed_rank_permutation_p", "weighted_kappa_from_table",
 ]

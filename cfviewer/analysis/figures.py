@@ -129,7 +129,7 @@ def pathology_figure(comparison: pd.DataFrame, confidence: float = 0.95) -> go.F
         labels = ["all pathologies" if k == "all" else s
                   for k, s in zip(part["stratum_kind"], part["stratum"])]
         fig.add_trace(go.Scatter(
-            y=labels, x=part["mean_diff"], mode="markers", name=str(q),
+            y=labels, x=part["mean_diff"], mode="markers", name=str(q), orientation="h",
             marker=dict(color=palette[i % len(palette)], size=9,
                         symbol=["diamond" if k == "all" else "circle"
                                 for k in part["stratum_kind"]]),
