@@ -1,0 +1,276 @@
+"""The reader flow on top of the study engine (`cfviewer.study.responses`): which read to show,
+what files it shows, saving answers, Back, and the worklist's session table.
+
+The database is the truth: the page only remembers which read is on screen when the reader
+stepped Back; a reload, a new tab or a restarted server shows the resume point that
+`responses.next_assignment` computes. Readers see arm display names and neutral explanation
+labels ("Explanation 1"), never method names, ground truth or other readers' answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from sqlalchemy import select
+
+from cfviewer.study import responses as R
+from cfviewer.study.errors import ResponseError, StudyError
+from cfviewer.study.schema import Artifact, Assignment, Reader, ResponseHistory, Study, utcnow
+
+
+# --------------------------------------------------------------------------- media
+@dataclass(frozen=True)
+class ExplanationMedia:
+    """The precomputed files of one explainer of the arm, under a neutral label."""
+
+    index: int  # 1-based position in the arm
+    map_path: Path | None = None
+    overlay_path: Path | None = None
+    gif_path: Path | None = None
+    counterfactual_path: Path | None = None
+    frames_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"Explanation {self.index}"
+
+    @property
+    def has_frames(self) -> bool:
+        return self.frames_path is not None
+
+    @property
+    def is_empty(self) -> bool:
+        return not any((self.map_path, self.overlay_path, self.gif_path, self.frames_path,
+                        self.counterfactual_path))
+
+
+_KIND_FIELD = {"map_npy": "map_path", "overlay_png": "overlay_path", "gif": "gif_path",
+               "counterfactual_png": "counterfactual_path", "frames_npz": "frames_path",
+               "explanation_json": "json_path"}
+
+
+def explanation_media(session, assignment: Assignment) -> list[ExplanationMedia]:
+    """The arm's explanations for this read, in the arm's order (done artifacts only)."""
+    study = session.get(Study, assignment.study_id)
+    root = Path(study.root)
+    order = {m["name"]: i for i, m in enumerate(assignment.arm.methods)}
+    found: dict[int, dict[str, Path]] = {i: {} for i in order.values()}
+    for art in session.scalars(select(Artifact).where(
+            Artifact.case_id == assignment.case_id, Artifact.arm_id == assignment.arm_id,
+            Artifact.status == "done")):
+        if art.method in order and art.kind in _KIND_FIELD and art.path:
+            found[order[art.method]][_KIND_FIELD[art.kind]] = root / art.path
+    return [ExplanationMedia(index=i + 1, **found[i]) for i in sorted(found)]
+
+
+@dataclass(frozen=True)
+class FrameStep:
+    """One position of the counterfactual slider (0 = unchanged, last = counterfactual)."""
+
+    step: int
+    frame_index: int  # index into the frames array
+    prediction: float | None
+
+
+def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None) -> list[FrameStep]:
+    """Slider positions from the unshifted image to the counterfactual.
+
+    Frames are stored by increasing lambda (the counterfactual first); only the lowering
+    direction (lambda <= 0) is shown, like the animation."""
+    idx = list(range(n_frames))
+    if lambdas is not None and len(lambdas) == n_frames:
+        neg = [i for i in idx if float(lambdas[i]) <= 0]
+        idx = neg or idx
+    idx = idx[::-1]  # lambda 0 first, counterfactual last
+    out = []
+    for step, i in enumerate(idx):
+        p = None
+        if preds is not None and len(preds) == n_frames:
+            v = float(preds[i])
+            p = v if math.isfinite(v) else None
+        out.append(FrameStep(step, i, p))
+    return out
+
+
+# --------------------------------------------------------------------------- screens
+@dataclass
+class Screen:
+    """What the case page shows."""
+
+    kind: Literal["case", "waiting", "done", "empty"]
+    progress: R.Progress
+    view: R.ReadView | None = None
+    media: list[ExplanationMedia] = field(default_factory=list)
+    answered: bool = False  # the read on screen already has answers (the reader went Back)
+    opens_at: dt.datetime | None = None
+    session: int = 0
+    sessions_total: int = 0
+    shown_at: dt.datetime | None = None
+
+
+def _answered_ids(session, reader: Reader) -> set[int]:
+    return set(session.scalars(select(ResponseHistory.assignment_id).where(
+        ResponseHistory.reader_id == reader.id, ResponseHistory.action == "create").distinct()))
+
+
+def open_screen(db, reader: Reader, requested: int | None = None,
+                now: dt.datetime | None = None) -> Screen:
+    """The read to show: `requested` when it is one the reader may open (an answered read
+    of the current or just-finished session, reached with Back), else the resume point.
+    Records when an unanswered read is first shown (server time)."""
+    now = now or utcnow()
+    with db.read() as s:
+        prog = R.progress(s, reader)
+        n_sessions = len(prog.sessions)
+        if prog.total == 0:
+            return Screen("empty", prog, sessions_total=n_sessions)
+        nxt = R.next_assignment(s, reader, now=now)
+        aid = None
+        if requested is not None:
+            try:
+                a = R.get_assignment(s, reader, requested)
+            except ResponseError:
+                a = None
+            if a is not None and a.id in _answered_ids(s, reader) and _editable(s, reader, a, prog):
+                aid = a.id
+        if aid is None:
+            if nxt.status == "done":
+                return Screen("done", prog, session=nxt.session, sessions_total=n_sessions)
+            if nxt.status == "waiting":
+                return Screen("waiting", prog, opens_at=nxt.opens_at, session=nxt.session,
+                              sessions_total=n_sessions)
+            aid = nxt.assignment.id
+        a = R.get_assignment(s, reader, aid)
+        view = R.read_view(s, reader, aid)
+        media = explanation_media(s, a)
+        answered = bool(view.answers)
+        shown = a.shown_at
+    if shown is None and not answered:
+        shown = R.mark_shown(db, reader.id, aid, now=now)
+    return Screen("case", prog, view=view, media=media, answered=answered, session=view.session,
+                  sessions_total=n_sessions, shown_at=shown)
+
+
+def _editable(session, reader: Reader, a: Assignment, prog: R.Progress) -> bool:
+    """Answers of the current session, or of the last session worked in (finished, before the
+    next one is started), may change: the engine's washout rule."""
+    last_worked = max((sp.session for sp in prog.sessions if sp.done > 0), default=0)
+    return a.session in (prog.current_session, last_worked)
+
+
+# --------------------------------------------------------------------------- answers
+@dataclass(frozen=True)
+class SubmitOutcome:
+    saved: bool
+    message: str | None = None  # for the reader when nothing was saved
+    missing: tuple[str, ...] = ()  # keys of required questions left empty
+    next_id: int | None = None  # the read to show next (None = the resume point)
+    edited: int = 0
+
+
+def missing_answers(questions: list[dict[str, Any]], answers: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [q for q in questions if q.get("required", True) and answers.get(q["key"]) is None]
+
+
+def submit(db, reader: Reader, view: R.ReadView, answers: Mapping[str, Any],
+           comment: str | None = None, now: dt.datetime | None = None) -> SubmitOutcome:
+    """Save the answers of the read on screen. Nothing is saved while a required question is
+    unanswered; the message names the questions. After saving, the next read is the
+    following one of the session when that was answered already (stepping forward after
+    Back), else the resume point."""
+    missing = missing_answers(view.questions, answers)
+    if missing:
+        names = "; ".join(f"\u201c{q['text']}\u201d" for q in missing)
+        return SubmitOutcome(False, f"Please answer every question before moving on. "
+                                    f"Still open: {names}", tuple(q["key"] for q in missing))
+    clean = {k: v for k, v in answers.items() if v is not None}
+    try:
+        res = R.record_response(db, reader.id, view.assignment_id, clean, comment=comment, now=now)
+    except StudyError as exc:
+        return SubmitOutcome(False, f"Your answers were not saved: {exc}")
+    with db.read() as s:
+        following = _following(s, reader, view.assignment_id)
+    return SubmitOutcome(True, None, (), following, res.edited)
+
+
+def _following(session, reader: Reader, assignment_id: int) -> int | None:
+    a = R.get_assignment(session, reader, assignment_id)
+    nxt = session.scalars(select(Assignment).where(
+        Assignment.reader_id == reader.id, Assignment.position == a.position + 1)).first()
+    if nxt is None or nxt.session != a.session:
+        return None
+    return nxt.id if nxt.id in _answered_ids(session, reader) else None
+
+
+def go_back(db, reader: Reader, assignment_id: int | None) -> tuple[int | None, str | None]:
+    """(read to show, message): the previous read of the session, or None with the reason."""
+    with db.read() as s:
+        prev = R.previous_assignment(s, reader, assignment_id)
+    if prev is None:
+        return None, ("This is the first case of this session. Cases of earlier sessions cannot "
+                      "be changed (the washout between sessions).")
+    return prev.id, None
+
+
+# --------------------------------------------------------------------------- worklist
+def worklist(db, reader: Reader, now: dt.datetime | None = None) -> tuple[R.Progress, R.NextRead]:
+    """The reader's progress and resume point (one read transaction)."""
+    with db.read() as s:
+        return R.progress(s, reader), R.next_assignment(s, reader, now=now)
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session: int
+    done: int
+    total: int
+    status: str  # "finished", "in progress", "open", "locked", "opens later"
+    detail: str
+
+
+def session_rows(progress: R.Progress, now: dt.datetime | None = None) -> list[SessionRow]:
+    """One plain-language row per reading session (the washout design)."""
+    now = now or utcnow()
+    rows = []
+    for sp in progress.sessions:
+        if sp.done == sp.total:
+            status, detail = "finished", f"all {sp.total} cases answered"
+        elif sp.session == progress.current_session:
+            if sp.opens_at is not None and now < sp.opens_at and sp.done == 0:
+                status = "opens later"
+                detail = f"opens {format_when(sp.opens_at, now)} (washout after session {sp.session - 1})"
+            elif sp.done:
+                status, detail = "in progress", f"{sp.total - sp.done} cases left"
+            else:
+                status, detail = "open", "ready to start"
+        else:
+            status = "locked"
+            detail = (f"opens after session {sp.session - 1} is finished"
+                      + (" and the washout gap has passed" if _has_gap(progress) else ""))
+        rows.append(SessionRow(sp.session, sp.done, sp.total, status, detail))
+    return rows
+
+
+def _has_gap(progress: R.Progress) -> bool:
+    return any(sp.opens_at is not None for sp in progress.sessions)
+
+
+def format_when(when: dt.datetime, now: dt.datetime | None = None) -> str:
+    """'at 2026-11-22 14:00 UTC (in 3 h 20 min)'."""
+    now = now or utcnow()
+    secs = max(0, int((when - now).total_seconds()))
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    parts = ([f"{d} d"] if d else []) + ([f"{h} h"] if h else []) + ([f"{m} min"] if m or not (d or h) else [])
+    return f"at {when.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (in {' '.join(parts)})"
+
+
+def prediction_sentence(pathology: str, probability: float) -> str:
+    """The same wording in every arm."""
+    return f"The model predicts {pathology}, probability {probability:.2f}"

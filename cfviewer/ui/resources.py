@@ -1,0 +1,30 @@
+"""Process-wide resources shared by every browser session (st.cache_resource): the study
+database engine and model bundles. Nothing per-reader is cached here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from cfviewer.study.db import Database, open_database
+
+
+@st.cache_resource(show_spinner=False)
+def database(url: str) -> Database:
+    """The open study database for `url` (schema upgraded once per process)."""
+    return open_database(url)
+
+
+@st.cache_resource(show_spinner="Loading the model bundle ...", max_entries=4)
+def bundle(directory: str, device: str = "auto"):
+    """A model bundle (researcher pages only: the sandbox and precompute run models)."""
+    from cfviewer.models.bundle import Bundle
+
+    return Bundle.load(Path(directory), device=device)
+
+
+def clear() -> None:
+    """Forget cached engines and bundles (after a study database was created or replaced)."""
+    database.clear()
+    bundle.clear()

@@ -1,0 +1,140 @@
+"""The app's frame: who is asking (reader by token, researcher by password, or nobody) and
+which pages they get. `app.py` calls `build_navigation()`; pages call `state()`.
+
+Role rules:
+- a valid ``?token=`` gives the reader pages only (worklist, case viewer); the token is kept
+  in the URL so a reload or a bookmarked link resumes;
+- an unknown token gives one page that says so and shows no data;
+- the researcher pages need the admin password (see `cfviewer.ui.auth`);
+- with no study database yet, everyone sees how to build one (`cfviewer demo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from cfviewer.errors import CfviewerError
+from cfviewer.ui import auth
+from cfviewer.ui.context import AppContext, app_context
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ROOT / "pages"
+STATE_KEY = "_cfv_state"
+ADMIN_KEY = "cfv_admin"
+TOKEN_KEY = "cfv_token"
+
+
+@dataclass
+class AppState:
+    ctx: AppContext
+    role: str  # "reader", "researcher", "invalid_token", "guest", "no_study", "db_error"
+    db: Any = None
+    reader: Any = None  # cfviewer.study.schema.Reader (detached, read-only use)
+    error: str | None = None
+
+
+def state() -> AppState:
+    """The AppState computed by app.py for this run (pages call this)."""
+    s = st.session_state.get(STATE_KEY)
+    if s is None:  # a page run on its own (not through app.py): compute it now
+        s = resolve_state()
+    return s
+
+
+def resolve_state() -> AppState:
+    ctx = app_context()
+    token = auth.token_from_query(st.query_params) or st.session_state.get(TOKEN_KEY)
+    if not ctx.database_exists():
+        role = "researcher" if st.session_state.get(ADMIN_KEY) else ("invalid_token" if token else "no_study")
+        s = AppState(ctx, role)
+        st.session_state[STATE_KEY] = s
+        return s
+    from cfviewer.ui import resources
+
+    try:
+        db = resources.database(ctx.db_url)
+    except CfviewerError as exc:
+        s = AppState(ctx, "db_error", error=str(exc))
+        st.session_state[STATE_KEY] = s
+        return s
+    s = AppState(ctx, "guest", db=db)
+    if token:
+        reader = auth.reader_for_token(db, token)
+        if reader is None:
+            st.session_state.pop(TOKEN_KEY, None)
+            s.role = "invalid_token"
+        else:
+            st.session_state[TOKEN_KEY] = token
+            if auth.token_from_query(st.query_params) != token:
+                st.query_params["token"] = token  # keep the link in the address bar for reloads
+            s.role, s.reader = "reader", reader
+    elif st.session_state.get(ADMIN_KEY):
+        s.role = "researcher"
+    st.session_state[STATE_KEY] = s
+    return s
+
+
+def _page(name: str, title: str, icon: str, url: str, default: bool = False) -> st.Page:
+    return st.Page(str(PAGES / name), title=title, icon=icon, url_path=url, default=default)
+
+
+def reader_pages() -> list[st.Page]:
+    return [
+        _page("reader_worklist.py", "My worklist", ":material/checklist:", "worklist", default=True),
+        _page("reader_case.py", "Read cases", ":material/radiology:", "read"),
+    ]
+
+
+def researcher_pages() -> dict[str, list[st.Page]]:
+    return {
+        "Study": [
+            _page("admin_setup.py", "Study setup", ":material/settings:", "setup", default=True),
+            _page("admin_precompute.py", "Precompute", ":material/memory:", "precompute"),
+            _page("admin_sandbox.py", "Explainer sandbox", ":material/science:", "sandbox"),
+        ],
+        "Results": [
+            _page("admin_progress.py", "Reader progress", ":material/group:", "progress"),
+            _page("admin_analysis.py", "Analysis", ":material/analytics:", "analysis"),
+            _page("admin_export.py", "Export", ":material/download:", "export"),
+        ],
+    }
+
+
+def build_navigation():
+    """st.navigation for this visitor's role (call once per run from app.py)."""
+    s = resolve_state()
+    if s.role == "reader":
+        return st.navigation(reader_pages(), position="top")
+    if s.role == "researcher":
+        return st.navigation(researcher_pages(), position="sidebar", expanded=True)
+    return st.navigation([_page("home.py", "cfviewer", ":material/home:", "home", default=True)],
+                         position="hidden")
+
+
+def sign_in(password: str) -> bool:
+    """Researcher sign-in (constant-time check against the configured password)."""
+    expected = auth.configured_password(_secrets())
+    if auth.check_password(password, expected):
+        st.session_state[ADMIN_KEY] = True
+        return True
+    return False
+
+
+def sign_out() -> None:
+    for key in (ADMIN_KEY, TOKEN_KEY, STATE_KEY):
+        st.session_state.pop(key, None)
+
+
+def _secrets():
+    try:
+        return dict(st.secrets)
+    except Exception:  # no secrets.toml
+        return None
+
+
+def password_problem() -> str | None:
+    return auth.password_problem(auth.configured_password(_secrets()))

@@ -1,0 +1,282 @@
+"""Image rendering for the case viewer: window/level, zoom, overlays, frames, GIFs -> PNG bytes.
+
+Everything reads precomputed files only (no model runs) and is cached per process, keyed by
+the file's path, size and modification time plus the display settings, so a page rerun or the
+next reader asking for the same case costs a dictionary look-up.
+
+Image values follow the project convention (float32 in [-1024, 1024], bright = dense).
+Window presets are percentile-based because the values of a PNG or DICOM mapped to
+[-1024, 1024] are not Hounsfield units.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cfviewer.errors import CfviewerError
+
+VIEW_SIZE = 768  # px of the rendered viewer image (shown at the column width, >= 512 px)
+TILE_SIZE = 384  # px of each explanation tile
+MAX_ZOOM = 8.0
+
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    # name: (low, high) percentiles of the image's own values
+    "Auto": (0.5, 99.5),
+    "Lungs": (1.0, 65.0),
+    "Mediastinum / bone": (35.0, 99.9),
+    "Full range": (-1.0, -1.0),  # special: [-1024, 1024]
+}
+
+
+class ViewerError(CfviewerError):
+    """A precomputed file is missing or unreadable; the message names it."""
+
+
+# --------------------------------------------------------------------------- file reads
+def _stamp(path: str | Path) -> tuple[str, int, int]:
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        raise ViewerError(
+            f"the file {p} is missing; the study's precomputed files are incomplete "
+            "(ask the researcher to run Precompute again)") from None
+    return str(p), st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=64)
+def _load_pixels(path: str, size: int, mtime: int) -> np.ndarray:
+    from cfviewer import imaging
+
+    arr = imaging.load(path)
+    arr.setflags(write=False)
+    return arr
+
+
+def load_pixels(path: str | Path) -> np.ndarray:
+    """The radiograph as float32 H x W in [-1024, 1024] (cached, read-only)."""
+    return _load_pixels(*_stamp(path))
+
+
+@lru_cache(maxsize=64)
+def _load_npy(path: str, size: int, mtime: int) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ViewerError(f"cannot read the map {path} ({exc})") from exc
+    arr = np.asarray(arr, dtype=np.float32)
+    arr.setflags(write=False)
+    return arr
+
+
+def load_map(path: str | Path) -> np.ndarray:
+    return _load_npy(*_stamp(path))
+
+
+@lru_cache(maxsize=32)
+def _load_frames(path: str, size: int, mtime: int) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:
+        raise ViewerError(f"cannot read the counterfactual frames {path} ({exc})") from exc
+    if "frames" not in data:
+        stacks = [k for k, v in data.items() if v.ndim == 3]
+        if not stacks:
+            raise ViewerError(f"{path} holds no frame stack (arrays: {sorted(data)})")
+        data["frames"] = data[stacks[0]]
+    for v in data.values():
+        v.setflags(write=False)
+    return data
+
+
+def load_frames(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a frames .npz: ``frames`` (k x R x R, increasing lambda: the
+    counterfactual first) and, when stored, ``lambdas``, ``frame_preds``, ``image``."""
+    return _load_frames(*_stamp(path))
+
+
+@lru_cache(maxsize=64)
+def _read_bytes(path: str, size: int, mtime: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+def read_bytes(path: str | Path) -> bytes:
+    return _read_bytes(*_stamp(path))
+
+
+@lru_cache(maxsize=128)
+def _read_json(path: str, size: int, mtime: int) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ViewerError(f"cannot read {path} ({exc})") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    return _read_json(*_stamp(path))
+
+
+def gif_frame_count(data: bytes) -> int:
+    """Number of frames of a GIF (1 for a still image)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return int(getattr(im, "n_frames", 1))
+
+
+# --------------------------------------------------------------------------- window / zoom
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+
+    @property
+    def low(self) -> float:
+        return self.center - self.width / 2
+
+    @property
+    def high(self) -> float:
+        return self.center + self.width / 2
+
+
+def preset_window(img: np.ndarray, preset: str) -> Window:
+    """The window of a named preset for this image (see WINDOW_PRESETS)."""
+    if preset not in WINDOW_PRESETS:
+        raise ViewerError(f"unknown window preset {preset!r}; choose one of {', '.join(WINDOW_PRESETS)}")
+    lo_p, hi_p = WINDOW_PRESETS[preset]
+    if lo_p < 0:
+        return Window(0.0, 2048.0)
+    lo, hi = np.percentile(np.asarray(img, dtype=np.float64), (lo_p, hi_p))
+    if not hi - lo >= 1.0:
+        return Window(float((lo + hi) / 2), 64.0)
+    return Window(round(float((lo + hi) / 2)), max(1.0, round(float(hi - lo))))
+
+
+def crop_box(height: int, width: int, zoom: float, pan_x: float, pan_y: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the visible part at ``zoom`` (1 = whole image) centred at
+    (pan_x, pan_y) in [0, 1] of the width / height, kept inside the image."""
+    zoom = float(min(max(zoom, 1.0), MAX_ZOOM))
+    ch = max(1, int(round(height / zoom)))
+    cw = max(1, int(round(width / zoom)))
+    cy = float(min(max(pan_y, 0.0), 1.0)) * height
+    cx = float(min(max(pan_x, 0.0), 1.0)) * width
+    y0 = int(round(min(max(cy - ch / 2, 0), height - ch)))
+    x0 = int(round(min(max(cx - cw / 2, 0), width - cw)))
+    return y0, y0 + ch, x0, x0 + cw
+
+
+def windowed(img: np.ndarray, window: Window) -> np.ndarray:
+    """float image -> uint8 grey with the window (clipped)."""
+    if not window.width > 0:
+        raise ViewerError(f"window width {window.width:g} must be positive")
+    y = (np.asarray(img, dtype=np.float32) - np.float32(window.low)) * np.float32(255.0 / window.width)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def _fit(arr: np.ndarray, size: int) -> Image.Image:
+    """uint8 H x W (x 3) -> PIL image whose longer side is `size` (aspect kept)."""
+    im = Image.fromarray(arr)
+    h, w = arr.shape[:2]
+    scale = size / max(h, w)
+    new = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    if new != (w, h):
+        im = im.resize(new, Image.LANCZOS if scale < 1 else Image.BICUBIC)
+    return im
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def render_array(img: np.ndarray, window: Window, zoom: float = 1.0, pan_x: float = 0.5,
+                 pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
+    """Window, crop (zoom / pan) and scale an image to PNG bytes (longer side = `size`)."""
+    y0, y1, x0, x1 = crop_box(img.shape[0], img.shape[1], zoom, pan_x, pan_y)
+    return png_bytes(_fit(windowed(img[y0:y1, x0:x1], window), size))
+
+
+@lru_cache(maxsize=256)
+def _render_file(path: str, fsize: int, mtime: int, center: float, width: float, zoom: float,
+                 pan_x: float, pan_y: float, size: int) -> bytes:
+    return render_array(_load_pixels(path, fsize, mtime), Window(center, width), zoom, pan_x, pan_y, size)
+
+
+def render_image(path: str | Path, window: Window, zoom: float = 1.0, pan_x: float = 0.5,
+                 pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
+    """The radiograph at `path` rendered for the viewer (cached)."""
+    return _render_file(*_stamp(path), float(window.center), float(window.width), float(zoom),
+                        float(pan_x), float(pan_y), int(size))
+
+
+@lru_cache(maxsize=256)
+def _render_frame(path: str, fsize: int, mtime: int, index: int, center: float, width: float,
+                  zoom: float, pan_x: float, pan_y: float, size: int) -> bytes:
+    frames = _load_frames(path, fsize, mtime)["frames"]
+    if not 0 <= index < len(frames):
+        raise ViewerError(f"frame {index} does not exist ({len(frames)} frames in {path})")
+    return render_array(frames[index], Window(center, width), zoom, pan_x, pan_y, size)
+
+
+def render_frame(path: str | Path, index: int, window: Window, zoom: float = 1.0,
+                 pan_x: float = 0.5, pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
+    """Frame `index` of a frames .npz rendered like the radiograph (cached)."""
+    return _render_frame(*_stamp(path), int(index), float(window.center), float(window.width),
+                         float(zoom), float(pan_x), float(pan_y), int(size))
+
+
+# --------------------------------------------------------------------------- overlays
+def model_space(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The image as the model saw it: centre crop to the map's aspect, then resize (PIL,
+    antialiased) to the map's shape, so map and image line up pixel for pixel."""
+    h, w = img.shape
+    th, tw = shape
+    aspect = tw / th
+    if w / h > aspect:
+        cw = max(1, int(round(h * aspect)))
+        x0 = (w - cw) // 2
+        img = img[:, x0:x0 + cw]
+    else:
+        ch = max(1, int(round(w / aspect)))
+        y0 = (h - ch) // 2
+        img = img[y0:y0 + ch, :]
+    if img.shape == (th, tw):
+        return np.asarray(img, dtype=np.float32)
+    im = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
+    return np.asarray(im.resize((tw, th), Image.BILINEAR, reducing_gap=None), dtype=np.float32)
+
+
+@lru_cache(maxsize=256)
+def _render_overlay(image_path: str, isize: int, imtime: int, map_path: str, msize: int,
+                    mmtime: int, opacity: float, center: float, width: float, size: int) -> bytes:
+    from cfviewer.explain.render import overlay
+
+    heat = _load_npy(map_path, msize, mmtime)
+    if heat.ndim != 2:
+        raise ViewerError(f"the map {map_path} has shape {heat.shape}; expected a 2-D array")
+    img = model_space(_load_pixels(image_path, isize, imtime), heat.shape)
+    rgb = overlay(img, heat, opacity=float(opacity), window=(center - width / 2, center + width / 2))
+    return png_bytes(_fit(rgb, size))
+
+
+def render_overlay(image_path: str | Path, map_path: str | Path, opacity: float, window: Window,
+                   size: int = TILE_SIZE) -> bytes:
+    """The explanation map over the radiograph (cfviewer.explain.render.overlay), PNG bytes."""
+    return _render_overlay(*_stamp(image_path), *_stamp(map_path), round(float(opacity), 3),
+                           float(window.center), float(window.width), int(size))
+
+
+def clear_caches() -> None:
+    for fn in (_load_pixels, _load_npy, _load_frames, _read_bytes, _read_json, _render_file,
+               _render_frame, _render_overlay):
+        fn.cache_clear()
