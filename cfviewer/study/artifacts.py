@@ -35,6 +35,7 @@ import re
 import socket
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -308,6 +309,18 @@ def precompute(
     units = [(it, case, arm) for it, case in items for arm in arms]
     if limit is not None:
         units = units[:limit]
+    with warnings.catch_warnings():
+        # captum warns on every guided-backprop call that it hooks ReLUs (expected, harmless)
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+        rep = _run_units(db, study, study_id, study_name, root, units, explainers, bundle_id, me,
+                         stale_after, force, progress)
+    rep.manifest = write_manifest(db, study_name)
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_id, me, stale_after, force,
+               progress) -> PrecomputeReport:
     rep = PrecomputeReport(units=len(units))
     for k, (it, case, arm) in enumerate(units):
         rel_dir = _case_dir(case, arm)
@@ -358,8 +371,6 @@ def precompute(
             _release(db, case.id, arm.id, me)
         if progress:
             progress(k + 1, len(units), label)
-    rep.manifest = write_manifest(db, study_name)
-    rep.seconds = time.perf_counter() - t0
     return rep
 
 
