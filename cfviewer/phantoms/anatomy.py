@@ -64,7 +64,7 @@ def sample_patient(rng: np.random.Generator, ctr: float) -> Patient:
         dome_right=dome_r,
         dome_left=dome_r + rng.uniform(0.03, 0.07),
         ctr=ctr,
-        heart_aspect=rng.uniform(0.68, 0.8),
+        heart_aspect=rng.uniform(0.74, 0.86),
         heart_tilt=rng.uniform(0.3, 0.5),
         neck=rng.uniform(0.18, 0.24),
         shoulder=rng.uniform(1.0, 1.12),
@@ -110,7 +110,7 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     # --- body outline: neck, shoulders, chest wall; cylindrical soft-tissue thickness ---------
     # shoulders slope down from the neck; the trunk is a cylinder of half-width `shoulder`
     over = np.clip(ax - F32(p.neck), 0.0, None)
-    y_sh = F32(-0.86) + F32(0.32) * over ** 1.5
+    y_sh = F32(-0.84) + F32(0.34) * over ** 1.5
     sh = ramp(y - y_sh, 0.04)
     rel = ax / F32(p.shoulder)
     body_t = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0))
@@ -123,7 +123,7 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     # --- abdomen below the diaphragm ------------------------------------------------------
     dia = np.where(x < 0, diaphragm_y(p, -1, ax), diaphragm_y(p, 1, ax))
     below = ramp(y - dia, 1.5 * f.px)
-    base += F32(0.32) * below * body_t
+    base += F32(0.2) * below * body_t
 
     # --- lungs -----------------------------------------------------------------------------
     lat = lung_lateral(p, y)
@@ -137,7 +137,8 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     for s in SIDES:
         d = x * F32(s)
         apex_y = F32(p.apex) + F32(2.2) * (d - F32(0.3)) ** 2
-        med = F32(0.105 if s < 0 else 0.085) + F32(0.0) * d
+        # superior mediastinum: widest at the aortic arch, narrower towards the thoracic inlet
+        med = F32(0.125 if s < 0 else 0.11) + F32(0.03) * ramp(y + F32(0.5), 0.2)
         m_outer = np.minimum(lat - d, y - apex_y)
         m = np.minimum(np.minimum(m_outer, d - med), diaphragm_y(p, s, d) - y)
         if s > 0 and knob_win:
@@ -154,6 +155,10 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
     # --- mediastinum, heart, aortic knob, trachea -------------------------------------------
     base += F32(0.25) * ramp(1.0 - heart_r2, 0.2) * (1.0 - below)
+    # superior mediastinum (great vessels): a soft-tissue column joining the heart to the neck
+    med_w = F32(0.115) + F32(0.035) * ramp(y + F32(0.5), 0.2)
+    col = ramp(med_w - np.abs(x - F32(0.012)), 0.04) * ramp(F32(hy) - y, 0.1) * ramp(y + F32(0.9), 0.1)
+    base += F32(0.16) * col
     if knob_win:
         base[knob_win] += F32(0.05) * ramp(1.0 - knob_r2, 0.3)
     tw = window(f, [0.0, 0.0], [-1.1, -0.24], 0.05)
@@ -178,12 +183,12 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     base += spine_prof * vert + F32(0.08) * ped
     # --- posterior ribs: every rib from one vectorised arch, spacing growing downwards ------
     d = ax
-    g = F32(-0.22) * d + F32(0.62) * d * d
+    g = F32(-0.22) * d + F32(0.6) * d * d + F32(0.15) * d * d * d
     yy = y - g - F32(p.apex - 0.07 + p.rib_phase)
     sp, acc = F32(p.rib_spacing), F32(0.0035)
     k = (-sp + np.sqrt(np.clip(sp * sp + 4 * acc * yy, 0.0, None))) / (2 * acc)
     kf = k - np.floor(k)
-    wf = F32(0.42)
+    wf = F32(0.36)
     q = kf / wf
     on = (kf < wf) & (k >= 0) & (k < 10) & (yy > 0)
     rib_lat = lat + F32(0.06)
@@ -206,9 +211,9 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
             cl = np.minimum(segment_distance(sf, (s * 0.06, -0.66), (s * 0.42, -0.74)),
                             segment_distance(sf, (s * 0.42, -0.74), (s * 0.72, -0.7)))
             base[cw] += F32(0.3) * np.sqrt(np.clip(1.0 - (cl / F32(0.032)) ** 2, 0.0, 1.0))
-        hw_ = window(f, [s * (p.W + 0.2)], [-0.6], 0.16)
+        hw_ = window(f, [s * (p.W + 0.2)], [-0.52], 0.16)
         if hw_:
-            hr2 = ellipse_r2(sub(f, hw_), s * (p.W + 0.2), -0.6, 0.14, 0.13)
+            hr2 = ellipse_r2(sub(f, hw_), s * (p.W + 0.2), -0.52, 0.14, 0.13)
             base[hw_] += F32(0.4) * np.sqrt(np.clip(1.0 - hr2, 0.0, 1.0))
         # scapula edge over the lateral lung
         sw = window(f, [s * 0.72, s * 0.6], [-0.66, -0.1], 0.06)

@@ -37,6 +37,15 @@ class Edits:
         return cls(np.zeros((size, size), F32), np.ones((size, size), F32), np.ones((size, size), F32))
 
 
+def soft_mask(soft: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels where a soft finding map exceeds `threshold`; at tiny image sizes, where a thin
+    finding covers no pixel centre, the pixels of its maximum (so a positive is never empty)."""
+    m = soft > threshold
+    if not m.any() and soft.max() > 0:
+        m = soft >= soft.max() * 0.999
+    return m
+
+
 def sample_ctr(rng: np.random.Generator, positive: bool, severity: float) -> float:
     if positive:
         lo, hi = CTR_ENLARGED
@@ -44,31 +53,35 @@ def sample_ctr(rng: np.random.Generator, positive: bool, severity: float) -> flo
     return float(rng.uniform(*CTR_NORMAL))
 
 
+def lung_margin(p: Patient, x: float, y: float) -> float:
+    """Approximate distance (body units) of the point (x, y) inside its lung field, negative
+    outside; the heart silhouette counts as outside (same geometry as anatomy.draw_anatomy)."""
+    side = 1 if x > 0 else -1
+    d = abs(x)
+    lat = float(lung_lateral(p, np.float32(y)))
+    apex_y = p.apex + 2.2 * (d - 0.3) ** 2
+    med = (0.125 if side < 0 else 0.11) + 0.03 * min(max((y + 0.5) / 0.2, 0.0), 1.0)
+    m = min(lat - d, y - apex_y, d - med, float(diaphragm_y(p, side, np.float32(d))) - y)
+    hx, hy, ha, hb, ht = p.heart_axes
+    c, s = np.cos(ht), np.sin(ht)
+    u, v = (c * (x - hx) + s * (y - hy)) / ha, (c * (y - hy) - s * (x - hx)) / hb
+    return min(m, (np.sqrt(u * u + v * v) - 1.0) * hb)
+
+
 def _lung_point(rng: np.random.Generator, p: Patient, side: int, margin: float,
                 y_range: tuple[float, float] | None = None) -> tuple[float, float]:
-    """A point inside the lung field of `side`, at least `margin` from its borders."""
+    """A random point inside the lung field of `side`, at least `margin` from its borders."""
+    y0, y1 = y_range or (p.apex + 0.15, p.dome(side) - 0.05)
+    best, best_m = (side * 0.5, 0.0), -np.inf
     for _ in range(200):
-        y0, y1 = y_range or (p.apex + 0.15, p.dome(side) - 0.05)
         y = rng.uniform(y0, y1)
-        lat = float(lung_lateral(p, np.float32(y)))
-        d = rng.uniform(0.12, lat)
-        apex_y = p.apex + 2.2 * (d - 0.3) ** 2
-        m = min(lat - d, y - apex_y, d - 0.11, float(diaphragm_y(p, side, np.float32(d))) - y)
-        if side > 0:  # heart and knob sit medially on the left
-            hx, hy, ha, hb, ht = p.heart_axes
-            c, s = np.cos(ht), np.sin(ht)
-            u, v = (c * (d - hx) + s * (y - hy)) / ha, (c * (y - hy) - s * (d - hx)) / hb
-            if u * u + v * v < (1 + margin / hb) ** 2:
-                continue
-        else:
-            hx, hy, ha, hb, ht = p.heart_axes
-            c, s = np.cos(ht), np.sin(ht)
-            u, v = (c * (-d - hx) + s * (y - hy)) / ha, (c * (y - hy) - s * (-d - hx)) / hb
-            if u * u + v * v < (1 + margin / hb) ** 2:
-                continue
+        d = rng.uniform(0.12, float(lung_lateral(p, np.float32(y))))
+        m = lung_margin(p, side * d, y)
         if m > margin:
             return side * d, y
-    return side * 0.45, -0.1
+        if m > best_m:
+            best, best_m = (side * d, y), m
+    return best
 
 
 def atelectasis(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
@@ -78,15 +91,19 @@ def atelectasis(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gener
     lung = a.lung[side]
     if rng.random() < 0.55:
         kind = "plate"
-        cx, cy = _lung_point(rng, p, side, 0.06, (p.dome(side) - 0.38, p.dome(side) - 0.1))
-        L = rng.uniform(0.2, 0.34)
         t = rng.uniform(0.022, 0.04) * (0.8 + 0.5 * sev)
-        ang = rng.uniform(-0.3, 0.3)
-        dx, dy = 0.5 * L * np.cos(ang), 0.5 * L * np.sin(ang)
+        for _ in range(50):   # both ends of the band inside the lung, clear of the heart
+            cx, cy = _lung_point(rng, p, side, 0.05, (p.dome(side) - 0.4, p.dome(side) - 0.08))
+            L = rng.uniform(0.2, 0.34)
+            ang = rng.uniform(-0.3, 0.3)
+            dx, dy = 0.5 * L * np.cos(ang), 0.5 * L * np.sin(ang)
+            if min(lung_margin(p, cx - dx, cy - dy), lung_margin(p, cx + dx, cy + dy)) > 0.02:
+                break
         dist = segment_distance(f, (cx - dx, cy - dy), (cx + dx, cy + dy))
+        t = max(t, 1.5 * f.px)   # at least one pixel wide at tiny sizes
         band = ramp(F32(t / 2) - dist, 0.012) * lung * (1.0 - F32(0.85) * a.extra["heart_soft"])
         e.dens += F32(0.3 + 0.25 * sev) * band
-        mask = band > 0.3
+        mask = soft_mask(band, 0.3)
         info = {"kind": kind, "side": side, "center": (cx, cy), "length": L, "thickness": t}
     else:
         kind = "lobar"
@@ -103,7 +120,7 @@ def atelectasis(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gener
         grad = F32(0.7) + F32(0.3) * ramp(F32(0.45) - d, 0.3)
         e.dens += F32(0.22 + 0.25 * sev) * wedge * grad
         e.air_scale *= 1.0 - F32(0.4) * wedge
-        mask = wedge > 0.3
+        mask = soft_mask(wedge, 0.3)
         info = {"kind": kind, "side": side, "fissure": (hil, (lat_d, lat_y))}
     e.masks["Atelectasis"] = mask
     e.meta["Atelectasis"] = info
@@ -125,7 +142,7 @@ def effusion(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generato
         e.dens += F32(0.45 + 0.25 * sev) * fluid
         e.air_scale *= 1.0 - F32(0.7) * fluid
         e.vessel_keep *= 1.0 - fluid
-        mask |= (fluid > 0.35)
+        mask |= soft_mask(fluid, 0.35)
         heights[side] = h
     e.masks["Effusion"] = mask
     e.meta["Effusion"] = {"sides": sides, "heights": heights}
@@ -142,10 +159,10 @@ def lung_opacity(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gene
     noise = zoom(noise, f.size / n, order=1)[: f.size, : f.size]
     noise = noise / (np.abs(noise).max() + 1e-6)
     blob = np.exp(-r2 * F32(1.3))
-    op = np.clip(blob * (F32(0.9) + F32(0.7) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
+    op = np.clip(blob * (F32(1.0) + F32(0.55) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
     e.dens += F32(0.4 + 0.3 * sev) * op
     e.air_scale *= 1.0 - F32(0.4) * op
-    e.masks["Lung Opacity"] = op > 0.12
+    e.masks["Lung Opacity"] = soft_mask(op, 0.12)
     e.meta["Lung Opacity"] = {"side": side, "center": (cx, cy), "radius": R}
 
 
@@ -158,7 +175,7 @@ def mass(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, s
     r2 = ellipse_r2(f, cx, cy, R, R * rng.uniform(0.88, 1.0), rng.uniform(0, np.pi))
     ball = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
     e.dens += F32(0.35 + 0.25 * sev) * (ball ** 0.5) * ramp(1.0 - r2, 0.08)
-    e.masks["Mass"] = r2 < 1.0
+    e.masks["Mass"] = soft_mask(1.0 - r2, 0.0)
     e.meta["Mass"] = {"side": side, "center": (cx, cy), "diameter_cm": diam_cm}
 
 
@@ -180,7 +197,7 @@ def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gene
     e.dens += F32(0.16 + 0.08 * sev) * line
     # the collapsed lung edge is a little denser
     e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
-    e.masks["Pneumothorax"] = rim > 0.5
+    e.masks["Pneumothorax"] = soft_mask(rim, 0.5)
     e.meta["Pneumothorax"] = {"side": side, "gap": gap, "y_end": y_end}
 
 

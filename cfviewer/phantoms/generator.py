@@ -135,8 +135,8 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
     ctr = sample_ctr(np.random.default_rng(sub[1]), bool(lab["Cardiomegaly"]), sev["Cardiomegaly"])
     prng = np.random.default_rng(sub[-1])
     patient = sample_patient(prng, ctr)
-    frame = make_frame(size, prng.uniform(-0.04, 0.04), prng.uniform(-0.03, 0.06),
-                       prng.uniform(0.9, 1.0), prng.uniform(-0.05, 0.05))
+    frame = make_frame(size, prng.uniform(-0.04, 0.04), prng.uniform(0.02, 0.1),
+                       prng.uniform(1.02, 1.14), prng.uniform(-0.05, 0.05))
     anat = draw_anatomy(frame, patient)
 
     edits = Edits.empty(size)
