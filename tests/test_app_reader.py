@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 import ui_fixtures as F
 from cfviewer.study import responses as R
 from cfviewer.study.schema import Assignment, Reader, Response, ResponseHistory
+from cfviewer.ui import reading
 
 pytestmark = pytest.mark.slow
 
@@ -201,10 +203,20 @@ def test_counterfactual_arm_has_animation_frame_slider_and_toggle(fx, monkeypatc
     assert show.options == ["Original", "Counterfactual"] and show.value == "Original"
     show.set_value("Counterfactual").run()
     slider = next(s for s in at.slider if s.key.startswith("cfv_frame_"))
-    assert slider.value == slider.max == F.N_FRAMES - 1
-    assert "Counterfactual frame 5 of 5" in _texts(at) and "on this frame: 0.10" in _texts(at)
+    # the precomputed frames: sorted by lambda, the counterfactual first
+    db = fx.open()
+    with db.read() as s:
+        aid = int(slider.key.split("_")[-1])
+        media = reading.explanation_media(s, R.get_assignment(s, _reader(db, "bob"), aid))
+    db.dispose()
+    data = np.load(media[0].frames_path)
+    n_steps = int((data["lambdas"] <= 0).sum())
+    assert slider.value == slider.max == n_steps - 1
+    last = n_steps - 1
+    assert f"Counterfactual frame {last} of {last}" in _texts(at)
+    assert f"on this frame: {data['frame_preds'][0]:.2f}" in _texts(at)
     slider.set_value(0).run()
-    assert "Counterfactual frame 0 of 5" in _texts(at)
+    assert f"Counterfactual frame 0 of {last}" in _texts(at)
     opacity = at.slider(key="cfv_opacity")
     opacity.set_value(0.2).run()
     assert not at.exception
@@ -235,17 +247,16 @@ def test_finished_reader_sees_thanks_and_can_review_the_last_answer(fx, monkeypa
     db.dispose()
 
 
-def test_washout_gap_shows_when_the_next_session_opens(tmp_path_factory, tmp_path, monkeypatch):
-    tpl = F.template(tmp_path_factory, "gap", config={"min_gap_hours": 2.0}, readers=("carol",))
-    fx = F.fresh_copy(tpl, tmp_path / "db")
+def test_washout_gap_shows_when_the_next_session_opens(fx, monkeypatch):
+    F.set_config(fx, min_gap_hours=2.0)
     db = fx.open()
-    reader = _reader(db, "carol")
+    reader = _reader(db, "alice")
     with db.read() as s:
         first_session = [a.id for a in s.scalars(select(Assignment).where(
             Assignment.reader_id == reader.id, Assignment.session == 1))]
     for aid in first_session:
         R.record_response(db, reader.id, aid, F.ANSWERS)
-    at = F.app_test(fx, monkeypatch, token=fx.tokens["carol"])
+    at = F.app_test(fx, monkeypatch, token=fx.tokens["alice"])
     at.run()
     text = _texts(at)
     assert "Session 2 opens at" in text

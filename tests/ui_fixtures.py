@@ -2,30 +2,23 @@
 
 `build_template(dir)` makes a real study with the study engine: 24 phantoms at 64 px, a
 random bundle whose thresholds make every prediction positive (so TP / FP follow the labels),
-a cohort of one case per pathology, two arms like the reference study (three gradient maps vs
-latentshift-max + animation), two readers and the crossover schedule. Its explanations are
-synthetic (a Gaussian blob per method, frames that fade the blob) so the tests do not depend on
-explainer output, but they are written exactly as precompute writes them: files under
-artifacts/ and one `Artifact` row each (image_png, map_npy, overlay_png, explanation_json and,
-for Latent Shift, frames_npz, gif, counterfactual_png).
+a cohort of one case per pathology, two arms like the reference study (gradient + guided
+backprop + integrated gradients vs latentshift-max + animation), two readers, the crossover
+schedule, and every explanation precomputed by `cfviewer.study.artifacts.precompute`.
 
 `fresh_copy(template, dir)` copies the database so each test starts with no answers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 ARM_A = ["gradient", "guided_backprop", "integrated_gradients"]
 ARM_B = ["latentshift-max"]
 RES = 64
-N_FRAMES = 6
 ADMIN_PASSWORD = "correct horse battery"
 ANSWERS = {"confidence": 4, "correct_feature": 2}
 
@@ -49,85 +42,12 @@ class StudyFixture:
         return open_database(self.db_url)
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _blob(shape: tuple[int, int], cy: float, cx: float, sigma: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
-    return np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))).astype(np.float32)
-
-
-def write_synthetic_artifacts(db, study_name: str) -> int:
-    """Artifacts for every (cohort case, arm) as precompute lays them out; returns the count."""
-    from sqlalchemy import select
-
-    from cfviewer import imaging
-    from cfviewer.explain.base import Explanation
-    from cfviewer.explain.render import overlay, save_png, write_gif
-    from cfviewer.study.schema import Artifact, CohortItem
-    from cfviewer.study.studies import get_study
-
-    n = 0
-    with db.write() as s:
-        study = get_study(s, study_name)
-        root = Path(study.root)
-        items = list(s.scalars(select(CohortItem).where(CohortItem.study_id == study.id)))
-        for item in items:
-            case = item.case
-            pixels = imaging.load(root / case.source_path)
-            img = imaging.resize(pixels, RES)
-            case_dir = root / "artifacts" / case.case_key
-            for arm in study.arms:
-                arm_dir = case_dir / arm.name.replace(" ", "_")
-                arm_dir.mkdir(parents=True, exist_ok=True)
-
-                def add(method: str, kind: str, path: Path, **extra) -> None:
-                    s.add(Artifact(study_id=study.id, case_id=case.id, arm_id=arm.id, method=method,
-                                   kind=kind, path=str(path.relative_to(root)), sha256=_sha(path),
-                                   params={}, params_hash=hashlib.sha256(
-                                       f"{case.sha256}{arm.id}{method}{kind}".encode()).hexdigest(),
-                                   timings={"total": 0.01}, status="done", **extra))
-
-                image_png = imaging.write_png16(arm_dir / "image.png", pixels)
-                add("input", "image_png", image_png)
-                for k, m in enumerate(arm.methods):
-                    name = m["name"]
-                    heat = _blob((RES, RES), RES * (0.3 + 0.15 * k), RES * (0.35 + 0.1 * k), RES / 8)
-                    mpath = arm_dir / f"{name}.map.npy"
-                    np.save(mpath, heat)
-                    add(name, "map_npy", mpath)
-                    add(name, "overlay_png", save_png(overlay(img, heat), arm_dir / f"{name}.overlay.png"))
-                    summary = {"method": name, "target": item.pathology, "resolution": RES,
-                               "pred_original": item.probability}
-                    if name.startswith("latentshift"):
-                        lambdas = np.linspace(-120.0, 0.0, N_FRAMES).astype(np.float32)
-                        fade = np.linspace(1.0, 0.0, N_FRAMES)[:, None, None]
-                        frames = (img[None] - 400.0 * fade * heat[None]).astype(np.float32)
-                        preds = np.linspace(0.1, item.probability, N_FRAMES).astype(np.float32)
-                        fpath = arm_dir / f"{name}.frames.npz"
-                        np.savez_compressed(fpath, frames=frames, lambdas=lambdas, frame_preds=preds, image=img)
-                        add(name, "frames_npz", fpath)
-                        e = Explanation(method=name, target=item.pathology, map=heat, image=img,
-                                        pred_original=item.probability, frames=frames, lambdas=lambdas,
-                                        frame_preds=preds, counterfactual=frames[0],
-                                        pred_reconstruction=float(preds[-1]))
-                        add(name, "gif", write_gif(e, arm_dir / f"{name}.gif", size=128))
-                        add(name, "counterfactual_png",
-                            imaging.write_png16(arm_dir / f"{name}.counterfactual.png", frames[0]))
-                        summary = e.summary()
-                    jpath = arm_dir / f"{name}.json"
-                    jpath.write_text(json.dumps(summary))
-                    add(name, "explanation_json", jpath)
-                    n += 1
-    return n
-
-
 def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest",
                    config: dict | None = None, n_phantoms: int = 24) -> StudyFixture:
     from cfviewer.models.bundle import random_bundle
     from cfviewer.phantoms import write_dataset
     from cfviewer.study import cohort, design, studies
+    from cfviewer.study.artifacts import precompute
     from cfviewer.study.db import open_database
 
     root = base / name
@@ -146,7 +66,9 @@ def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest"
             design.build_schedule(s, st)
             tokens = {r.reader.name: r.token for r in new}
             ids = {r.reader.name: r.reader.id for r in new}
-        write_synthetic_artifacts(db, name)
+        report = precompute(db, name, bundle=bundle, bundle_id="random@test")
+        if report.failed:
+            raise RuntimeError(f"precompute failed for the UI test study: {report}")
         url = db.url
     finally:
         db.dispose()
@@ -204,3 +126,15 @@ def app_test(fx: StudyFixture, monkeypatch, token: str | None = None, timeout: f
     if token is not None:
         at.query_params["token"] = token
     return at
+
+
+def set_config(fx: StudyFixture, **changes) -> None:
+    """Change study settings (e.g. min_gap_hours) in this copy's database."""
+    from cfviewer.study.studies import get_study, update_config
+
+    db = fx.open()
+    try:
+        with db.write() as s:
+            update_config(s, get_study(s, fx.name), **changes)
+    finally:
+        db.dispose()

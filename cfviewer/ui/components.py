@@ -83,6 +83,7 @@ def _frame_info(media_list) -> tuple[Any, list] | tuple[None, list]:
             lambdas = data.get("lambdas")
             if (preds is None or lambdas is None) and m.json_path is not None:
                 info = viewer.read_json(m.json_path)
+                info = info.get("explanation", info)  # precompute nests Explanation.summary()
                 preds = preds if preds is not None else info.get("frame_preds")
                 lambdas = lambdas if lambdas is not None else info.get("lambdas")
             return m, frame_steps(len(data["frames"]), lambdas, preds)

@@ -237,23 +237,13 @@ def render_frame(path: str | Path, index: int, window: Window, zoom: float = 1.0
 
 # --------------------------------------------------------------------------- overlays
 def model_space(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The image as the model saw it: centre crop to the map's aspect, then resize (PIL,
-    antialiased) to the map's shape, so map and image line up pixel for pixel."""
-    h, w = img.shape
+    """The image as the explainer saw it: resized (PIL, antialiased) to the map's shape the
+    way `Bundle.preprocess` does (no crop), so map and image line up pixel for pixel."""
     th, tw = shape
-    aspect = tw / th
-    if w / h > aspect:
-        cw = max(1, int(round(h * aspect)))
-        x0 = (w - cw) // 2
-        img = img[:, x0:x0 + cw]
-    else:
-        ch = max(1, int(round(w / aspect)))
-        y0 = (h - ch) // 2
-        img = img[y0:y0 + ch, :]
     if img.shape == (th, tw):
         return np.asarray(img, dtype=np.float32)
     im = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
-    return np.asarray(im.resize((tw, th), Image.BILINEAR, reducing_gap=None), dtype=np.float32)
+    return np.asarray(im.resize((tw, th), Image.BILINEAR), dtype=np.float32)
 
 
 @lru_cache(maxsize=256)
