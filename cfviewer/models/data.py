@@ -1,0 +1,143 @@
+"""Training data for the demo models: phantom radiographs held in memory as float16, and the
+light augmentation applied on the fly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cfviewer import PATHOLOGIES
+
+
+@dataclass
+class TrainingData:
+    """Images N x R x R (float16, [-1024, 1024]), labels N x C (float32 0/1),
+    confounders N x K (bool) and the per-image phantom seeds (for disjointness checks)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    confounders: np.ndarray | None = None
+    seeds: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def phantom_config(resolution: int, options: Mapping[str, Any] | None = None):
+    """A cfviewer.phantoms.PhantomConfig for ``resolution`` with the given overrides."""
+    from cfviewer.phantoms import PhantomConfig
+
+    opts = dict(options or {})
+    if "severity_range" in opts:
+        opts["severity_range"] = tuple(opts["severity_range"])
+    return PhantomConfig(size=resolution, **opts)
+
+
+def _cache_key(n: int, seed: int, resolution: int, options: Mapping[str, Any] | None) -> str:
+    from cfviewer.phantoms import generator
+
+    src = Path(generator.__file__).parent
+    code = hashlib.sha256()
+    for f in sorted(src.glob("*.py")):  # a changed phantom generator invalidates the cache
+        code.update(f.read_bytes())
+    doc = json.dumps({"n": n, "seed": seed, "r": resolution, "opts": options or {}}, sort_keys=True)
+    return hashlib.sha256(doc.encode() + code.digest()).hexdigest()[:16]
+
+
+def phantom_data(
+    n: int,
+    seed: int,
+    resolution: int,
+    options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "phantoms",
+) -> TrainingData:
+    """Generate n phantoms (dataset seed ``seed``) once, as float16, optionally cached on disk
+    as .npz keyed by (n, seed, resolution, options, phantom generator source)."""
+    from cfviewer.phantoms import iter_phantoms
+
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"phantoms_{_cache_key(n, seed, resolution, options)}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return TrainingData(
+                    images=torch.from_numpy(z["images"]),
+                    labels=torch.from_numpy(z["labels"]),
+                    confounders=z["confounders"],
+                    seeds=z["seeds"],
+                )
+    cfg = phantom_config(resolution, options)
+    images = np.empty((n, resolution, resolution), np.float16)
+    labels = np.empty((n, len(PATHOLOGIES)), np.float32)
+    confounders = np.zeros((n, 2), bool)
+    seeds = np.empty(n, np.uint64)
+    it = iter_phantoms(n, seed, resolution, cfg)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=n, desc=desc, unit="img", leave=False)
+    from cfviewer.phantoms import CONFOUNDERS
+
+    for i, ph in enumerate(it):
+        images[i] = ph.image.astype(np.float16)
+        labels[i] = ph.label_vector
+        confounders[i] = [ph.confounders[c] for c in CONFOUNDERS]
+        seeds[i] = ph.seed
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, images=images, labels=labels, confounders=confounders, seeds=seeds)
+        tmp.replace(path)
+    return TrainingData(torch.from_numpy(images), torch.from_numpy(labels), confounders, seeds)
+
+
+def augment(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    shift: float = 0.04,
+    rotate_deg: float = 4.0,
+    scale: float = 0.05,
+    contrast: float = 0.1,
+    brightness: float = 40.0,
+    noise: float = 10.0,
+) -> torch.Tensor:
+    """Light augmentation of N x 1 x R x R images in [-1024, 1024]: small random affine
+    (shift as a fraction of the side, rotation, isotropic scale; no flips, laterality
+    matters), contrast/brightness jitter and Gaussian noise. Deterministic given the generator."""
+    n = x.shape[0]
+    dev = x.device
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * (hi - lo) + lo).to(dev)
+
+    angle = u(-rotate_deg, rotate_deg) * math.pi / 180
+    s = 1.0 + u(-scale, scale)
+    tx, ty = u(-shift, shift) * 2, u(-shift, shift) * 2
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
+    ).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Outside the film is background: pad with the minimum (air), not a border smear.
+    out = F.grid_sample(x + 1024.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = out - 1024.0
+    c = (1.0 + u(-contrast, contrast)).view(n, 1, 1, 1)
+    b = u(-brightness, brightness).view(n, 1, 1, 1)
+    out = out * c + b
+    if noise > 0:
+        out = out + torch.randn(out.shape, generator=generator).to(dev) * noise
+    return out.clamp(-1024.0, 1024.0)

@@ -1,0 +1,572 @@
+"""`cfviewer train`: train the demo classifier, then the autoencoder, on phantom radiographs.
+
+* The training and validation sets are generated once (float16 in memory, cached as .npz in
+  the work directory); seeds come from ``numpy.random.SeedSequence(config.seed)``.
+* Every step is deterministic given (seed, stage, epoch, step): the shuffling, the
+  augmentation and dropout draw from generators seeded from those numbers, so a resumed run
+  continues exactly where the interrupted one stopped (and ends with the same weights).
+* Checkpoints (model + optimizer + scheduler + history) go to the work directory every
+  ``checkpoint_every`` steps, at each epoch end, and on Ctrl-C.
+* After the classifier, per-pathology thresholds are chosen on the validation split
+  (Youden's J, or 0.5 with ``thresholds: "fixed"``).
+* The bundle (bundle.json + classifier.pt + autoencoder.pt) is written to ``--out`` at the end,
+  with a training summary in ``bundle.meta["training"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cfviewer import PATHOLOGIES
+from cfviewer.device import resolve_device
+from cfviewer.errors import CfviewerError
+from cfviewer.models.autoencoder import ResNetAE, elastic_loss
+from cfviewer.models.bundle import Bundle
+from cfviewer.models.classifier import Classifier, count_parameters
+from cfviewer.models.data import TrainingData, augment, phantom_data
+from cfviewer.models.evaluation import roc_auc, youden_threshold
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainConfigError(CfviewerError):
+    """The training configuration file is missing or has a bad value."""
+
+
+class TrainingStopped(Exception):
+    """Raised when ``stop_after_steps`` is reached (a checkpoint has been written)."""
+
+
+@dataclass
+class StageConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines the trained bundle (committed as train_config.json)."""
+
+    resolution: int = 128
+    seed: int = 0
+    n_train: int = 8000
+    n_val: int = 1000
+    phantoms: dict[str, Any] = field(default_factory=dict)     # PhantomConfig overrides
+    classifier: dict[str, Any] = field(default_factory=dict)   # Classifier kwargs
+    autoencoder: dict[str, Any] = field(default_factory=dict)  # ResNetAE kwargs
+    classifier_training: StageConfig = field(default_factory=StageConfig)
+    autoencoder_training: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))
+    ae_l2_weight: float = 1.0
+    augment: dict[str, float] = field(default_factory=dict)    # data.augment kwargs
+    augment_autoencoder: bool = True
+    thresholds: str = "youden"                                  # or "fixed" (0.5)
+    checkpoint_every: int = 200
+    num_threads: int | None = None
+    resolution_note: str = ""
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - known - {"$comment"})
+        if unknown:
+            raise TrainConfigError(
+                f"{source}: unknown key(s) {unknown}; known keys: {', '.join(sorted(known))}"
+            )
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        for stage in ("classifier_training", "autoencoder_training"):
+            if stage in kwargs:
+                sub = kwargs[stage]
+                stage_known = {f.name for f in dataclasses.fields(StageConfig)}
+                if not isinstance(sub, dict) or set(sub) - stage_known:
+                    raise TrainConfigError(
+                        f"{source}: {stage} must be an object with keys among "
+                        f"{', '.join(sorted(stage_known))}"
+                    )
+                kwargs[stage] = StageConfig(**sub)
+        cfg = cls(**kwargs)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise TrainConfigError(f"training config {path} not found; pass --config FILE")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise TrainConfigError(f"training config {path} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise TrainConfigError(f"training config {path} must hold a JSON object")
+        return cls.from_dict(doc, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def validate(self, source: str = "config") -> None:
+        def bad(msg: str) -> TrainConfigError:
+            return TrainConfigError(f"{source}: {msg}")
+
+        ae = ResNetAE(**self.autoencoder) if self.autoencoder is not None else None
+        if not 32 <= self.resolution <= 1024:
+            raise bad(f"resolution {self.resolution} must be between 32 and 1024")
+        if ae is not None and self.resolution % ae.downsampling:
+            raise bad(
+                f"resolution {self.resolution} must be divisible by {ae.downsampling} "
+                f"(the autoencoder has {len(ae.config()['widths'])} x2 levels)"
+            )
+        if self.n_train < 2 or self.n_val < 2:
+            raise bad("n_train and n_val must be at least 2")
+        for name in ("classifier_training", "autoencoder_training"):
+            st: StageConfig = getattr(self, name)
+            if st.epochs < 0 or st.batch_size < 1 or st.lr <= 0:
+                raise bad(f"{name}: epochs >= 0, batch_size >= 1 and lr > 0 are required")
+        if self.thresholds not in ("youden", "fixed"):
+            raise bad(f"thresholds {self.thresholds!r}: use 'youden' or 'fixed'")
+
+    def data_seeds(self) -> dict[str, int]:
+        """Dataset seeds of the training and validation splits (SeedSequence children)."""
+        words = np.random.SeedSequence(self.seed).generate_state(4, dtype=np.uint32)
+        return {
+            "train": int(words[0]),
+            "val": int(words[1]),
+            "classifier_init": int(words[2]),
+            "autoencoder_init": int(words[3]),
+        }
+
+
+# ---------------------------------------------------------------------- generic loop
+def _step_seed(seed: int, stage: str, epoch: int, step: int) -> int:
+    ss = np.random.SeedSequence([seed, sum(map(ord, stage)), epoch, step + 1])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _lr_lambda(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warm = max(1, int(total_steps * warmup_fraction))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return float(0.5 * (1 + np.cos(np.pi * min(1.0, t))))
+
+    return f
+
+
+@dataclass
+class StageResult:
+    history: list[dict[str, float]]
+    seconds: float
+    steps: int
+
+
+class Checkpointer:
+    """Saves/loads the training state of one run in ``work_dir/checkpoint.pt``."""
+
+    def __init__(self, work_dir: Path, fingerprint: str):
+        self.path = Path(work_dir) / CHECKPOINT
+        self.fingerprint = fingerprint
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise TrainConfigError(
+                f"checkpoint {self.path} is unreadable ({exc}); delete it or run without --resume"
+            ) from None
+        if state.get("fingerprint") != self.fingerprint:
+            raise TrainConfigError(
+                f"checkpoint {self.path} belongs to another training config; run without "
+                "--resume to start over (or restore the config it was made with)"
+            )
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {**state, "fingerprint": self.fingerprint}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    data: TrainingData,
+    stage_cfg: StageConfig,
+    *,
+    stage: str,
+    seed: int,
+    device: torch.device,
+    augment_kwargs: Mapping[str, float] | None = None,
+    use_augment: bool = True,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    resume_state: dict[str, Any] | None = None,
+    save_state: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: int = 200,
+    stop_after_steps: int | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """Train ``model`` for ``stage_cfg.epochs`` epochs with AdamW + warm-up/cosine schedule.
+
+    ``resume_state`` (from a checkpoint of this stage) restores model/optimizer/scheduler and
+    the position; ``save_state(state)`` is called every ``checkpoint_every`` steps, at epoch
+    ends and on KeyboardInterrupt. ``stop_after_steps`` (global step count) saves and raises
+    TrainingStopped, which simulates an interruption (tests)."""
+    n = len(data)
+    bs = min(stage_cfg.batch_size, n)
+    steps_per_epoch = n // bs
+    total = steps_per_epoch * stage_cfg.epochs
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=stage_cfg.lr, weight_decay=stage_cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, stage_cfg.warmup_fraction))
+    epoch, step_in_epoch, history, seconds = 0, 0, [], 0.0
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        opt.load_state_dict(resume_state["optimizer"])
+        sched.load_state_dict(resume_state["scheduler"])
+        epoch, step_in_epoch = int(resume_state["epoch"]), int(resume_state["step_in_epoch"])
+        history = list(resume_state["history"])
+        seconds = float(resume_state["seconds"])
+    t0 = time.perf_counter() - seconds
+    running: list[float] = list(resume_state.get("running", [])) if resume_state else []
+
+    def state() -> dict[str, Any]:
+        return {
+            "stage": stage,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "history": history,
+            "running": running,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=epoch * steps_per_epoch + step_in_epoch, desc=stage,
+                   unit="step", dynamic_ncols=True, miniters=1, mininterval=1.0)
+    try:
+        while epoch < stage_cfg.epochs:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(
+                _step_seed(seed, stage, epoch, -1)))
+            model.train()
+            while step_in_epoch < steps_per_epoch:
+                gstep = epoch * steps_per_epoch + step_in_epoch
+                if stop_after_steps is not None and gstep >= stop_after_steps:
+                    if save_state:
+                        save_state(state())
+                    raise TrainingStopped(f"{stage}: stopped after {gstep} steps")
+                s = _step_seed(seed, stage, epoch, step_in_epoch)
+                torch.manual_seed(s)  # dropout
+                gen = torch.Generator().manual_seed(s)
+                idx = perm[step_in_epoch * bs : (step_in_epoch + 1) * bs]
+                x = data.images[idx].to(device=device, dtype=torch.float32)[:, None]
+                y = data.labels[idx].to(device)
+                if use_augment:
+                    x = augment(x, gen, **(augment_kwargs or {}))
+                loss = loss_fn(model, x, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running.append(float(loss.detach()))
+                step_in_epoch += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(running[-50:]):.4f}")
+                if save_state and checkpoint_every and (gstep + 1) % checkpoint_every == 0:
+                    save_state(state())
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(running)) if running else float("nan")}
+            if evaluate is not None:
+                model.eval()
+                record.update(evaluate(model))
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            running = []
+            if bar is not None:
+                bar.write(f"{stage} epoch {epoch + 1}/{stage_cfg.epochs}: "
+                          + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+            epoch += 1
+            step_in_epoch = 0
+            if save_state:
+                save_state(state())
+    except KeyboardInterrupt:
+        if save_state:
+            save_state(state())
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    return StageResult(history=history, seconds=time.perf_counter() - t0, steps=total)
+
+
+# ---------------------------------------------------------------------- losses / evaluation
+def classifier_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(model.logits(x), y)
+
+
+def autoencoder_loss(l2_weight: float) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return elastic_loss(model(x), x, l2_weight=l2_weight)
+
+    return loss
+
+
+@torch.no_grad()
+def predict_tensor(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Probabilities of a classifier on N x R x R images (any float dtype)."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device=device, dtype=torch.float32)[:, None]
+        out.append(model(x).float().cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def reconstruct_tensor(ae: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    ae.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device=device, dtype=torch.float32)[:, None]
+        out.append(ae(x)[:, 0].float().cpu())
+    return torch.cat(out)
+
+
+def per_pathology_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
+    return {p: roc_auc(labels[:, i], probs[:, i]) for i, p in enumerate(names)}
+
+
+# ---------------------------------------------------------------------- the whole run
+def default_work_dir(out_dir: Path) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "train"
+    digest = hashlib.sha256(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
+    return root / digest
+
+
+def _measure_step_ms(model_fn: Callable[[], nn.Module], loss_fn, resolution: int, batch: int,
+                     device: torch.device, repeats: int = 3) -> float:
+    """Median ms per image of one training step (forward + backward + AdamW) on random input."""
+    model = model_fn().to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, 1, resolution, resolution, device=device) * 2048 - 1024
+    y = torch.zeros(batch, len(PATHOLOGIES), device=device)
+    times = []
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        loss = loss_fn(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times) / batch * 1000)
+
+
+def run_training(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "auto",
+    work_dir: str | Path | None = None,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+    data: tuple[TrainingData, TrainingData] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> Bundle:
+    """Train classifier then autoencoder as configured and save the bundle to ``out_dir``.
+
+    ``data`` = (train, val) overrides the phantom data (tests). ``stop_after_steps`` stops the
+    classifier stage after that many steps (or, when larger than the classifier's step count,
+    the autoencoder stage after the remainder) with a checkpoint: TrainingStopped."""
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else default_work_dir(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    seeds = config.data_seeds()
+    ckpt = Checkpointer(work, config.fingerprint())
+    saved = ckpt.load() if resume else None
+    if resume and saved is None:
+        log(f"no checkpoint in {work}: starting from the beginning")
+    if not resume and ckpt.path.exists():
+        ckpt.path.unlink()
+    run_t0 = time.perf_counter()
+
+    # ---- data
+    t = time.perf_counter()
+    if data is None:
+        train = phantom_data(config.n_train, seeds["train"], config.resolution, config.phantoms,
+                             cache_dir=work, progress=progress, desc="training phantoms")
+        val = phantom_data(config.n_val, seeds["val"], config.resolution, config.phantoms,
+                           cache_dir=work, progress=progress, desc="validation phantoms")
+    else:
+        train, val = data
+    data_seconds = time.perf_counter() - t
+    if train.resolution != config.resolution or val.resolution != config.resolution:
+        raise TrainConfigError(
+            f"training data is {train.resolution} px but the config says {config.resolution}"
+        )
+    pathologies = list(config.classifier.get("pathologies", PATHOLOGIES))
+    if train.labels.shape[1] != len(pathologies):
+        raise TrainConfigError(
+            f"training labels have {train.labels.shape[1]} columns, the classifier predicts "
+            f"{len(pathologies)} ({', '.join(pathologies)})"
+        )
+
+    # ---- classifier
+    torch.manual_seed(seeds["classifier_init"])
+    clf = Classifier(**config.classifier)
+    torch.manual_seed(seeds["autoencoder_init"])
+    ae = ResNetAE(**config.autoencoder)
+    stage_state = saved if saved and saved.get("stage") == "classifier" else None
+    finished = dict(saved.get("finished", {})) if saved else {}
+
+    def save_with(finished_now: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+        return lambda st: ckpt.save({**st, "finished": finished_now})
+
+    def eval_clf(model: nn.Module) -> dict[str, float]:
+        probs = predict_tensor(model, val.images, dev)
+        y = val.labels.numpy()
+        aucs = per_pathology_auc(y, probs, pathologies)
+        bce = float(F.binary_cross_entropy(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6),
+                                           torch.from_numpy(y)))
+        return {"val_loss": bce, "val_mean_auc": float(np.nanmean(list(aucs.values())))}
+
+    clf_steps = (len(train) // min(config.classifier_training.batch_size, len(train))) * config.classifier_training.epochs
+    if "classifier" in finished:
+        clf.load_state_dict(finished["classifier"]["model"])
+        clf_result = StageResult(finished["classifier"]["history"], finished["classifier"]["seconds"], clf_steps)
+    else:
+        clf_result = fit(
+            clf, classifier_loss, train, config.classifier_training, stage="classifier",
+            seed=config.seed, device=dev, augment_kwargs=config.augment, evaluate=eval_clf,
+            resume_state=stage_state, save_state=save_with({}),
+            checkpoint_every=config.checkpoint_every, stop_after_steps=stop_after_steps,
+            progress=progress,
+        )
+        finished["classifier"] = {"model": clf.state_dict(), "history": clf_result.history,
+                                  "seconds": clf_result.seconds}
+        ckpt.save({"stage": "autoencoder-start", "finished": finished})
+
+    # ---- thresholds on the validation split
+    val_probs = predict_tensor(clf, val.images, dev)
+    val_y = val.labels.numpy()
+    if config.thresholds == "youden":
+        thresholds = {p: youden_threshold(val_y[:, i], val_probs[:, i]) for i, p in enumerate(pathologies)}
+    else:
+        thresholds = {p: 0.5 for p in pathologies}
+    val_auc = per_pathology_auc(val_y, val_probs, pathologies)
+
+    # ---- autoencoder
+    stage_state = saved if saved and saved.get("stage") == "autoencoder" else None
+    ae_stop = None if stop_after_steps is None else max(0, stop_after_steps - clf_steps)
+
+    def eval_ae(model: nn.Module) -> dict[str, float]:
+        rec = reconstruct_tensor(model, val.images, dev)
+        mae = float((rec - val.images.float()).abs().mean())
+        return {"val_mae": mae}
+
+    if "autoencoder" in finished:
+        ae.load_state_dict(finished["autoencoder"]["model"])
+        ae_result = StageResult(finished["autoencoder"]["history"], finished["autoencoder"]["seconds"], 0)
+    else:
+        ae_result = fit(
+            ae, autoencoder_loss(config.ae_l2_weight), train, config.autoencoder_training,
+            stage="autoencoder", seed=config.seed, device=dev, augment_kwargs=config.augment,
+            use_augment=config.augment_autoencoder, evaluate=eval_ae, resume_state=stage_state,
+            save_state=save_with(finished), checkpoint_every=config.checkpoint_every,
+            stop_after_steps=ae_stop, progress=progress,
+        )
+        finished["autoencoder"] = {"model": ae.state_dict(), "history": ae_result.history,
+                                   "seconds": ae_result.seconds}
+        ckpt.save({"stage": "done", "finished": finished})
+
+    # ---- validation summary of the autoencoder (Appendix-K style, quick)
+    rec = reconstruct_tensor(ae, val.images, dev)
+    rec_probs = predict_tensor(clf, rec, dev)
+    val_mae = float((rec - val.images.float()).abs().mean())
+
+    meta = {
+        "training": {
+            "config": config.to_dict(),
+            "data_seeds": seeds,
+            "n_train": len(train),
+            "n_val": len(val),
+            "device": str(dev),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "seconds": {
+                "data": data_seconds,
+                "classifier": clf_result.seconds,
+                "autoencoder": ae_result.seconds,
+                "total_this_session": time.perf_counter() - run_t0,
+            },
+            "parameters": {"classifier": count_parameters(clf), "autoencoder": count_parameters(ae)},
+            "classifier_history": clf_result.history,
+            "autoencoder_history": ae_result.history,
+            "val_auc": val_auc,
+            "val_autoencoder_mae": val_mae,
+            "val_mean_pred_drop_on_reconstruction_positives": {
+                p: float((val_probs[val_y[:, i] == 1, i] - rec_probs[val_y[:, i] == 1, i]).mean())
+                if (val_y[:, i] == 1).any() else float("nan")
+                for i, p in enumerate(pathologies)
+            },
+            "thresholds_method": config.thresholds,
+            "resolution_note": config.resolution_note,
+            **dict(extra_meta or {}),
+        }
+    }
+    bundle = Bundle(clf, ae, pathologies=pathologies, resolution=config.resolution,
+                    thresholds=thresholds, meta=meta, device=dev)
+    bundle.save(out_dir)
+    log(f"saved bundle to {out_dir} (val mean AUC {np.nanmean(list(val_auc.values())):.3f}, "
+        f"AE MAE {val_mae:.1f})")
+    return bundle
+
+
+def measure_training_speed(config: TrainConfig, resolutions: list[int], device: str = "auto",
+                           batch: int = 16) -> dict[int, dict[str, float]]:
+    """ms per image of one training step of each model at each resolution (random input)."""
+    dev = resolve_device(device)
+    out: dict[int, dict[str, float]] = {}
+    for r in resolutions:
+        out[r] = {
+            "classifier_ms_per_image": _measure_step_ms(
+                lambda: Classifier(**config.classifier), classifier_loss, r, batch, dev),
+            "autoencoder_ms_per_image": _measure_step_ms(
+                lambda: ResNetAE(**config.autoencoder), autoencoder_loss(config.ae_l2_weight), r, batch, dev),
+        }
+    return out

@@ -1,0 +1,181 @@
+"""Training: config validation, losses fall on tiny phantoms, resume continues exactly, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cfviewer.cli import main as cli_main
+from cfviewer.errors import CfviewerError
+from cfviewer.models import Bundle
+from cfviewer.models.data import TrainingData, augment, phantom_data
+from cfviewer.models.evaluation import roc_auc, sensitivity_specificity, youden_threshold
+from cfviewer.models.train import (
+    CHECKPOINT,
+    TrainConfig,
+    TrainConfigError,
+    TrainingStopped,
+    run_training,
+)
+
+TINY = dict(
+    resolution=32,
+    seed=3,
+    n_train=64,
+    n_val=32,
+    classifier=dict(widths=[8, 16, 16, 16], stem_width=8, dropout=0.1),
+    autoencoder=dict(widths=[8, 16, 16], latent_channels=8),
+    classifier_training=dict(epochs=2, batch_size=16, lr=0.003),
+    autoencoder_training=dict(epochs=2, batch_size=16, lr=0.003),
+    checkpoint_every=3,
+    num_threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    train = phantom_data(64, 11, 32, progress=False)
+    val = phantom_data(32, 12, 32, progress=False)
+    return train, val
+
+
+def test_phantom_data_is_float16_and_deterministic(tiny_data, tmp_path):
+    train, _ = tiny_data
+    assert train.images.dtype == torch.float16 and train.images.shape == (64, 32, 32)
+    assert train.labels.shape == (64, 6) and set(np.unique(train.labels.numpy())) <= {0.0, 1.0}
+    assert float(train.images.min()) >= -1024 and float(train.images.max()) <= 1024
+    again = phantom_data(8, 11, 32, progress=False, cache_dir=tmp_path)
+    torch.testing.assert_close(again.images, train.images[:8])  # prefix-stable seeds
+    cached = phantom_data(8, 11, 32, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    torch.testing.assert_close(cached.images, again.images)
+    np.testing.assert_array_equal(cached.seeds, again.seeds)
+
+
+def test_augment_is_deterministic_and_in_range():
+    x = torch.linspace(-1024, 1024, 2 * 32 * 32).reshape(2, 1, 32, 32)
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    c = augment(x, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert a.shape == x.shape and a.abs().max() <= 1024
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(TrainConfigError, match="unknown key"):
+        TrainConfig.from_dict({"resolutoin": 64})
+    with pytest.raises(TrainConfigError, match="divisible by 32"):
+        TrainConfig.from_dict({"resolution": 100})
+    with pytest.raises(TrainConfigError, match="not found"):
+        TrainConfig.from_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(TrainConfigError, match="not valid JSON"):
+        TrainConfig.from_json(tmp_path / "bad.json")
+    assert issubclass(TrainConfigError, CfviewerError)
+
+
+def test_demo_config_parses():
+    from cfviewer.paths import demo_dir
+
+    cfg = TrainConfig.from_json(demo_dir() / "train_config.json")
+    assert cfg.resolution in (128, 224)
+    assert cfg.n_val >= 500
+
+
+def _losses(bundle: Bundle, stage: str) -> list[float]:
+    return [h["train_loss"] for h in bundle.meta["training"][f"{stage}_history"]]
+
+
+def test_training_lowers_losses_and_writes_bundle(tiny_data, tmp_path):
+    cfg = TrainConfig.from_dict({**TINY, "classifier_training": dict(epochs=4, batch_size=16, lr=0.003)})
+    bundle = run_training(cfg, tmp_path / "out", work_dir=tmp_path / "work", progress=False,
+                          data=tiny_data, device="cpu", log=lambda s: None)
+    clf_losses, ae_losses = _losses(bundle, "classifier"), _losses(bundle, "autoencoder")
+    assert clf_losses[-1] < clf_losses[0]
+    assert ae_losses[-1] < ae_losses[0]
+    loaded = Bundle.load(tmp_path / "out", device="cpu")
+    x = tiny_data[1].images[:4].float().numpy()
+    np.testing.assert_array_equal(loaded.predict(x), bundle.predict(x))
+    assert set(loaded.thresholds) == set(loaded.pathologies)
+    assert all(0.0 < t < 1.0 for t in loaded.thresholds.values())
+    meta = loaded.meta["training"]
+    assert meta["n_train"] == 64 and meta["parameters"]["classifier"] > 0
+    assert meta["config"]["resolution"] == 32
+
+
+def test_resume_continues_from_checkpoint_and_matches_uninterrupted(tiny_data, tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    full = run_training(cfg, tmp_path / "full", work_dir=tmp_path / "w_full", progress=False,
+                        data=tiny_data, device="cpu", log=lambda s: None)
+
+    work = tmp_path / "w_cut"
+    with pytest.raises(TrainingStopped):  # stop in the middle of the classifier's 2nd epoch
+        run_training(cfg, tmp_path / "cut", work_dir=work, progress=False, data=tiny_data,
+                     device="cpu", stop_after_steps=6, log=lambda s: None)
+    state = torch.load(work / CHECKPOINT, weights_only=True)
+    assert (state["stage"], state["epoch"], state["step_in_epoch"]) == ("classifier", 1, 2)
+    with pytest.raises(TrainingStopped):  # then in the autoencoder stage, resuming
+        run_training(cfg, tmp_path / "cut", work_dir=work, progress=False, data=tiny_data,
+                     device="cpu", stop_after_steps=8 + 5, resume=True, log=lambda s: None)
+    state = torch.load(work / CHECKPOINT, weights_only=True)
+    assert state["stage"] == "autoencoder" and "classifier" in state["finished"]
+    assert len(state["history"]) == 1 and state["step_in_epoch"] == 1
+    logs: list[str] = []
+    resumed = run_training(cfg, tmp_path / "cut", work_dir=work, progress=False, data=tiny_data,
+                           device="cpu", resume=True, log=logs.append)
+    assert not any("starting from the beginning" in s for s in logs)
+    # continuing (not restarting) gives exactly the weights of the uninterrupted run
+    for a, b in ((full.classifier, resumed.classifier), (full.autoencoder, resumed.autoencoder)):
+        for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+            torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    assert _losses(full, "classifier") == _losses(resumed, "classifier")
+
+
+def test_resume_refuses_checkpoint_of_another_config(tiny_data, tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    with pytest.raises(TrainingStopped):
+        run_training(cfg, tmp_path / "o", work_dir=tmp_path / "w", progress=False, data=tiny_data,
+                     device="cpu", stop_after_steps=2, log=lambda s: None)
+    other = TrainConfig.from_dict({**TINY, "seed": 4})
+    with pytest.raises(TrainConfigError, match="another training config"):
+        run_training(other, tmp_path / "o", work_dir=tmp_path / "w", progress=False,
+                     data=tiny_data, device="cpu", resume=True, log=lambda s: None)
+
+
+def test_cli_train_end_to_end_on_phantoms(tmp_path, capsys):
+    cfg = {**TINY, "n_train": 32, "n_val": 16,
+           "classifier_training": dict(epochs=1, batch_size=16),
+           "autoencoder_training": dict(epochs=1, batch_size=16)}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    rc = cli_main(["train", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "b"),
+                   "--work-dir", str(tmp_path / "w"), "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    assert (tmp_path / "b" / "bundle.json").is_file()
+    assert Bundle.load(tmp_path / "b", device="cpu").resolution == 32
+    rc = cli_main(["train", "--config", str(tmp_path / "nope.json"), "--out", str(tmp_path / "b")])
+    assert rc == 2
+    assert "nope.json not found" in capsys.readouterr().err
+
+
+def test_roc_auc_matches_definition():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
+    # count pairs (pos > neg) + 0.5 ties over 9 pairs
+    pairs = [(p, q) for p in s[y == 1] for q in s[y == 0]]
+    expected = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p, q in pairs) / len(pairs)
+    assert roc_auc(y, s) == pytest.approx(expected)
+    assert roc_auc(np.ones(3), np.arange(3)) != roc_auc(np.ones(3), np.arange(3))  # NaN
+
+
+def test_youden_threshold_separates_perfectly():
+    y = np.array([0, 0, 0, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.7, 0.9])
+    t = youden_threshold(y, s)
+    assert 0.3 < t <= 0.7
+    assert sensitivity_specificity(y, s, t) == (1.0, 1.0)
+    sens, spec = sensitivity_specificity(y, s, 0.8)
+    assert sens == 0.5 and spec == 1.0
