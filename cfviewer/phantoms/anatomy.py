@@ -93,7 +93,8 @@ class Anatomy:
 
 def diaphragm_y(p: Patient, side: int, d: np.ndarray) -> np.ndarray:
     """Diaphragm height at distance d from the midline: a dome, lowest in the costophrenic angle."""
-    return F32(p.dome(side)) + F32(0.95) * (d - F32(0.42)) ** 2
+    e = d - F32(0.42)
+    return F32(p.dome(side)) + np.where(e > 0, F32(0.95), F32(0.35)) * e * e
 
 
 def lung_lateral(p: Patient, y: np.ndarray) -> np.ndarray:
@@ -125,36 +126,51 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     below = ramp(y - dia, 1.5 * f.px)
     base += F32(0.2) * below * body_t
 
-    # --- lungs -----------------------------------------------------------------------------
-    lat = lung_lateral(p, y)
+    # --- lungs (each drawn inside its own window; defaults outside) -------------------------
     lung, outer, depth = {}, {}, {}
     air = np.zeros_like(x)
     hx, hy, ha, hb, ht = p.heart_axes
-    heart_r2 = ellipse_r2(f, hx, hy, ha, hb, ht)
+    hr = max(ha, hb) + 0.2
+    heart_win = window(f, [hx - hr, hx + hr, hx - hr, hx + hr], [hy - hr, hy - hr, hy + hr, hy + hr], 0.0)
+    heart_r2 = np.full_like(x, 4.0)
+    if heart_win:
+        heart_r2[heart_win] = ellipse_r2(sub(f, heart_win), hx, hy, ha, hb, ht)
     heart_soft = ramp(1.0 - heart_r2, 0.12)
     knob_win = window(f, [0.085], [-0.31], 0.2)
     knob_r2 = ellipse_r2(sub(f, knob_win), 0.085, -0.31, 0.075, 0.065) if knob_win else None
     for s in SIDES:
-        d = x * F32(s)
+        y0, y1 = p.apex - 0.05, p.dome(s) + 0.3
+        lw = window(f, [s * 0.05, s * (p.W + 0.05)] * 2, [y0, y0, y1, y1], 0.02)
+        lung[s] = np.zeros_like(x)
+        outer[s] = np.ones_like(x)
+        depth[s] = np.full_like(x, -1.0)
+        if lw is None:
+            continue
+        xs, ys = x[lw], y[lw]
+        d = xs * F32(s)
         apex_y = F32(p.apex) + F32(2.2) * (d - F32(0.3)) ** 2
         # superior mediastinum: widest at the aortic arch, narrower towards the thoracic inlet
-        med = F32(0.125 if s < 0 else 0.11) + F32(0.03) * ramp(y + F32(0.5), 0.2)
-        m_outer = np.minimum(lat - d, y - apex_y)
-        m = np.minimum(np.minimum(m_outer, d - med), diaphragm_y(p, s, d) - y)
+        med = F32(0.125 if s < 0 else 0.11) + F32(0.03) * ramp(ys + F32(0.5), 0.2)
+        m_outer = np.minimum(lung_lateral(p, ys) - d, ys - apex_y)
+        m = np.minimum(np.minimum(m_outer, d - med), diaphragm_y(p, s, d) - ys)
         if s > 0 and knob_win:
-            m[knob_win] = np.minimum(m[knob_win], np.sqrt(knob_r2) - 1.0)
+            km = np.full_like(x, 9.0)
+            km[knob_win] = np.sqrt(knob_r2) - 1.0
+            m = np.minimum(m, km[lw])
         soft = ramp(m, edge)
-        lung[s] = soft
-        outer[s] = m_outer
-        depth[s] = m
-        t = np.clip((y - F32(p.apex)) / F32(0.9), 0.0, 1.0)
+        lung[s][lw] = soft
+        outer[s][lw] = m_outer
+        depth[s][lw] = m
+        t = np.clip((ys - F32(p.apex)) / F32(0.9), 0.0, 1.0)
         thick = ramp(m, 0.12) ** 0.5 * (F32(0.8) + F32(0.3) * t)
-        air += soft * thick
-    air *= 1.0 - F32(0.85) * heart_soft
+        air[lw] += soft * thick
+    if heart_win:
+        air[heart_win] *= 1.0 - F32(0.85) * heart_soft[heart_win]
     air *= F32(0.78)
 
     # --- mediastinum, heart, aortic knob, trachea -------------------------------------------
-    base += F32(0.25) * ramp(1.0 - heart_r2, 0.2) * (1.0 - below)
+    if heart_win:
+        base[heart_win] += F32(0.25) * ramp(1.0 - heart_r2[heart_win], 0.2) * (1.0 - below[heart_win])
     # superior mediastinum (great vessels): a soft-tissue column joining the heart to the neck
     med_w = F32(0.115) + F32(0.035) * ramp(y + F32(0.5), 0.2)
     col = ramp(med_w - np.abs(x - F32(0.012)), 0.04) * ramp(F32(hy) - y, 0.1) * ramp(y + F32(0.9), 0.1)
@@ -173,16 +189,22 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
         base[bw] -= F32(0.12) * ramp(F32(0.02) - bronchus, 0.01)
 
     # --- spine: vertebral bodies with end plates and pedicles --------------------------------
-    spine_w = F32(0.07)
-    spine_prof = np.sqrt(np.clip(1.0 - (x / spine_w) ** 2, 0.0, 1.0))
-    phase = (y - F32(p.rib_phase)) / F32(p.rib_spacing * 0.82)
-    frac = phase - np.floor(phase)
-    plate = np.abs(frac - F32(0.5)) * 2.0
-    vert = F32(0.16) + F32(0.09) * plate ** 6
-    ped = (np.abs(ax - F32(0.045)) < F32(0.014)) & (np.abs(frac - F32(0.3)) < F32(0.12))
-    base += spine_prof * vert + F32(0.08) * ped
+    spw = window(f, [-0.075, 0.075, -0.075, 0.075], [-1.3, -1.3, 1.3, 1.3], 0.0)
+    if spw:
+        xs, ys = x[spw], y[spw]
+        spine_prof = np.sqrt(np.clip(1.0 - (xs / F32(0.07)) ** 2, 0.0, 1.0))
+        phase = (ys - F32(p.rib_phase)) / F32(p.rib_spacing * 0.82)
+        frac = phase - np.floor(phase)
+        plate = np.abs(frac - F32(0.5)) * 2.0
+        vert = F32(0.16) + F32(0.09) * plate ** 6
+        ped = (np.abs(np.abs(xs) - F32(0.045)) < F32(0.014)) & (np.abs(frac - F32(0.3)) < F32(0.12))
+        base[spw] += spine_prof * vert + F32(0.08) * ped
     # --- posterior ribs: every rib from one vectorised arch, spacing growing downwards ------
-    d = ax
+    rx, ry0, ry1 = p.W + 0.1, p.apex - 0.12, p.dome_left + 0.5
+    rw = window(f, [-rx, rx, -rx, rx], [ry0, ry0, ry1, ry1], 0.0) or (slice(0, f.size), slice(0, f.size))
+    y = y[rw]
+    d = ax[rw]
+    below_r = below[rw]
     g = F32(-0.22) * d + F32(0.6) * d * d + F32(0.15) * d * d * d
     yy = y - g - F32(p.apex - 0.07 + p.rib_phase)
     sp, acc = F32(p.rib_spacing), F32(0.0035)
@@ -191,17 +213,18 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     wf = F32(0.36)
     q = kf / wf
     on = (kf < wf) & (k >= 0) & (k < 10) & (yy > 0)
-    rib_lat = lat + F32(0.06)
+    rib_lat = lung_lateral(p, y) + F32(0.06)
     prof = F32(0.55) + F32(0.45) * np.abs(2 * q - 1) ** 4
     rib = np.where(on, prof, 0.0) * ramp(rib_lat - d, 0.02) * ramp(d - F32(0.05), 0.05)
-    rib *= 1.0 - F32(0.75) * below
-    base += F32(0.2) * rib
+    rib *= 1.0 - F32(0.75) * below_r
+    base[rw] += F32(0.2) * rib
     # anterior ribs: faint, running down towards the sternum
     ga = F32(-0.38) * d
     ka = (y - ga - F32(p.apex + 0.05)) / F32(p.rib_spacing * 1.25)
     kaf = ka - np.floor(ka)
     on_a = (kaf < 0.33) & (ka >= 0) & (ka < 6)
-    base += F32(0.06) * on_a * ramp(rib_lat - d, 0.03) * ramp(d - F32(0.22), 0.08)
+    base[rw] += F32(0.06) * on_a * ramp(rib_lat - d, 0.03) * ramp(d - F32(0.22), 0.08)
+    y = f.y
 
     # --- clavicles and humeral heads -----------------------------------------------------
     for s in SIDES:
