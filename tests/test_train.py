@@ -179,3 +179,56 @@ def test_youden_threshold_separates_perfectly():
     assert sensitivity_specificity(y, s, t) == (1.0, 1.0)
     sens, spec = sensitivity_specificity(y, s, 0.8)
     assert sens == 0.5 and spec == 1.0
+
+
+# ---------------------------------------------------------------------- model card
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("card")
+    cfg = TrainConfig.from_dict({**TINY, "n_train": 48, "n_val": 16})
+    run_training(cfg, tmp / "bundle", work_dir=tmp / "work", progress=False, device="cpu",
+                 log=lambda s: None)
+    return tmp / "bundle", cfg
+
+
+def test_model_card_reports_every_section(tiny_bundle, tmp_path):
+    from cfviewer.models import model_card
+
+    bundle_dir, cfg = tiny_bundle
+    bundle = Bundle.load(bundle_dir, device="cpu")
+    report = model_card.evaluate_bundle(bundle, n=40, seed=99, progress=False, tube_n=12)
+    per = report["per_pathology"]
+    assert list(per) == bundle.pathologies
+    for v in per.values():
+        assert v["n_pos"] + v["n_neg"] == 40
+        assert np.isnan(v["auc"]) or 0.0 <= v["auc"] <= 1.0
+        assert 0.0 <= v["mean_pred_pos_recon"] <= 1.0
+    assert report["autoencoder"]["mae"] > 0
+    short = report["pneumothorax_shortcut"]
+    assert short["targeted_tube_only_negatives"]["n"] == 12
+    n_neg = per["Pneumothorax"]["n_neg"]
+    assert short["held_out_tube_negatives"]["n"] + short["held_out_no_tube_negatives"]["n"] == n_neg
+    text = model_card.render_model_card(bundle, report, bundle_dir=bundle_dir)
+    for heading in ("## Data and training", "Appendix-K", "chest-tube shortcut", "| Pneumothorax |"):
+        assert heading in text
+    assert f"{per['Mass']['auc']:.3f}" in text
+
+
+def test_model_card_refuses_training_seed(tiny_bundle):
+    from cfviewer.models import model_card
+
+    bundle_dir, cfg = tiny_bundle
+    bundle = Bundle.load(bundle_dir, device="cpu")
+    with pytest.raises(model_card.HeldOutSeedError, match="train split"):
+        model_card.evaluate_bundle(bundle, n=20, seed=cfg.data_seeds()["train"], progress=False)
+
+
+def test_cli_model_card_writes_markdown(tiny_bundle, tmp_path):
+    bundle_dir, _ = tiny_bundle
+    out = tmp_path / "CARD.md"
+    rc = cli_main(["model-card", "--bundle", str(bundle_dir), "--n", "20", "--seed", "5", "--tube-n", "10",
+                   "--out", str(out), "--json", str(tmp_path / "card.json"), "--device", "cpu",
+                   "--no-progress"])
+    assert rc == 0 and out.read_text().startswith("# Model card")
+    assert json.loads((tmp_path / "card.json").read_text())["n"] == 20
+    assert cli_main(["model-card", "--bundle", str(tmp_path / "missing")]) == 2

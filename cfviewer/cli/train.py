@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     m.add_argument("--bundle", required=True, type=Path, help="bundle directory")
     m.add_argument("--n", type=int, default=1000, help="held-out phantoms (default 1000)")
     m.add_argument("--seed", type=int, default=2026, help="held-out dataset seed (default 2026)")
+    m.add_argument("--tube-n", type=int, default=300,
+                   help="phantoms in each targeted chest-tube set (default 300)")
     m.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
     m.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     m.add_argument("--device", default="auto")
@@ -67,7 +69,8 @@ def run_model_card(args: argparse.Namespace) -> int:
     from cfviewer.models.model_card import evaluate_bundle, render_model_card
 
     bundle = Bundle.load(args.bundle, device=args.device)
-    report = evaluate_bundle(bundle, n=args.n, seed=args.seed, progress=not args.no_progress)
+    report = evaluate_bundle(bundle, n=args.n, seed=args.seed, progress=not args.no_progress,
+                             tube_n=args.tube_n)
     text = render_model_card(bundle, report, bundle_dir=args.bundle)
     if args.json:
         import json

@@ -1,0 +1,341 @@
+"""`cfviewer model-card`: evaluate a bundle on held-out phantoms and write MODEL_CARD.md.
+
+Reported: training summary (from ``bundle.meta["training"]``), per-pathology AUC with the
+stored threshold and sensitivity / specificity at it, the autoencoder's reconstruction error,
+the Latent Shift paper's Appendix-K table (mean prediction on x and on D(E(x)), for positives
+and negatives) and the chest-tube shortcut for Pneumothorax.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cfviewer.errors import CfviewerError
+from cfviewer.models.bundle import Bundle
+from cfviewer.models.data import phantom_config, phantom_data
+from cfviewer.models.evaluation import roc_auc, sensitivity_specificity
+
+
+class HeldOutSeedError(CfviewerError):
+    """The evaluation seed overlaps the bundle's training or validation phantoms."""
+
+
+TUBE_SET_SIZE = 300
+"""Size of each targeted chest-tube set (Pneumothorax-negative, all or none with a tube)."""
+
+
+def _check_disjoint(bundle: Bundle, n: int, seed: int) -> None:
+    from cfviewer.phantoms import image_seeds
+
+    training = bundle.meta.get("training", {})
+    seeds = training.get("data_seeds", {})
+    held = set(image_seeds(n, seed).tolist())
+    for split, count in (("train", training.get("n_train")), ("val", training.get("n_val"))):
+        if split in seeds and count:
+            overlap = held & set(image_seeds(int(count), int(seeds[split])).tolist())
+            if overlap:
+                raise HeldOutSeedError(
+                    f"--seed {seed}: {len(overlap)} of the {n} held-out phantoms are in the "
+                    f"bundle's {split} split (dataset seed {seeds[split]}); choose another --seed"
+                )
+
+
+def _probs_and_recon(bundle: Bundle, images: torch.Tensor, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    probs, rec_probs, maes = [], [], []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch].float().numpy()
+        probs.append(bundle.predict(x))
+        if bundle.autoencoder is not None:
+            rec = bundle.reconstruct(x)
+            rec_probs.append(bundle.predict(rec))
+            maes.append(np.abs(rec - x).reshape(len(x), -1).mean(1))
+    p = np.concatenate(probs)
+    if bundle.autoencoder is None:
+        return p, None, None
+    return p, np.concatenate(rec_probs), np.concatenate(maes)
+
+
+def evaluate_bundle(bundle: Bundle, n: int = 1000, seed: int = 2026, progress: bool = True,
+                    tube_n: int = TUBE_SET_SIZE) -> dict[str, Any]:
+    """All numbers of the model card as a JSON-serialisable dict (``tube_n`` phantoms in each
+    targeted chest-tube set)."""
+    if n < 10:
+        raise CfviewerError(f"--n {n}: evaluate on at least 10 phantoms (1,000 recommended)")
+    _check_disjoint(bundle, n, seed)
+    training = bundle.meta.get("training", {})
+    ph_opts = dict(training.get("config", {}).get("phantoms", {}))
+    r = bundle.resolution
+    t0 = time.perf_counter()
+    data = phantom_data(n, seed, r, ph_opts, progress=progress, desc="held-out phantoms")
+    t_data = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs, rec_probs, maes = _probs_and_recon(bundle, data.images)
+    t_eval = time.perf_counter() - t0
+    y = data.labels.numpy().astype(bool)
+
+    per: dict[str, Any] = {}
+    for i, p in enumerate(bundle.pathologies):
+        thr = bundle.thresholds[p]
+        sens, spec = sensitivity_specificity(y[:, i], probs[:, i], thr)
+        row: dict[str, Any] = {
+            "n_pos": int(y[:, i].sum()),
+            "n_neg": int((~y[:, i]).sum()),
+            "auc": roc_auc(y[:, i], probs[:, i]),
+            "threshold": thr,
+            "sensitivity": sens,
+            "specificity": spec,
+            "mean_pred_pos": float(probs[y[:, i], i].mean()) if y[:, i].any() else float("nan"),
+            "mean_pred_neg": float(probs[~y[:, i], i].mean()) if (~y[:, i]).any() else float("nan"),
+        }
+        if rec_probs is not None:
+            row.update(
+                auc_reconstruction=roc_auc(y[:, i], rec_probs[:, i]),
+                mean_pred_pos_recon=float(rec_probs[y[:, i], i].mean()) if y[:, i].any() else float("nan"),
+                mean_pred_neg_recon=float(rec_probs[~y[:, i], i].mean()) if (~y[:, i]).any() else float("nan"),
+            )
+        per[p] = row
+    aucs = [v["auc"] for v in per.values()]
+    report: dict[str, Any] = {
+        "n": n,
+        "seed": seed,
+        "resolution": r,
+        "per_pathology": per,
+        "mean_auc": float(np.nanmean(aucs)),
+        "min_auc": float(np.nanmin(aucs)),
+        "seconds": {"phantoms": t_data, "inference": t_eval},
+    }
+    if maes is not None:
+        x = data.images.float()
+        report["autoencoder"] = {
+            "mae": float(maes.mean()),
+            "mae_fraction_of_range": float(maes.mean() / 2048.0),
+            "mae_relative_to_mean_abs_intensity": float(maes.mean() / x.abs().mean()),
+            "mae_relative_to_mean_abs_deviation": float(
+                maes.mean() / (x - x.mean(dim=(1, 2), keepdim=True)).abs().mean()
+            ),
+        }
+
+    # --- the chest-tube shortcut for Pneumothorax
+    if "Pneumothorax" in bundle.pathologies and data.confounders is not None:
+        k = bundle.target_index("Pneumothorax")
+        thr = bundle.thresholds["Pneumothorax"]
+        tube = data.confounders[:, 0]
+        neg = ~y[:, k]
+        groups = {
+            "held_out_tube_negatives": neg & tube,
+            "held_out_no_tube_negatives": neg & ~tube,
+            "held_out_tube_positives": ~neg & tube,
+            "held_out_no_tube_positives": ~neg & ~tube,
+        }
+        shortcut: dict[str, Any] = {}
+        for name, m in groups.items():
+            shortcut[name] = {
+                "n": int(m.sum()),
+                "positive_rate": float((probs[m, k] >= thr).mean()) if m.any() else float("nan"),
+                "mean_pred": float(probs[m, k].mean()) if m.any() else float("nan"),
+            }
+        # A targeted set: Pneumothorax-negative phantoms, all with a tube vs none with a tube.
+        base = {**ph_opts, "prevalence": {**ph_opts.get("prevalence", {}), "Pneumothorax": 0.0}}
+        for name, p_tube, off in (("targeted_tube_only_negatives", 1.0, 1), ("targeted_no_tube_negatives", 0.0, 2)):
+            opts = {**base, "tube_given_no_pneumothorax": p_tube}
+            phantom_config(r, opts)  # validate
+            tset = phantom_data(tube_n, seed + 7919 * off, r, opts, progress=progress, desc=name)
+            tp = bundle.predict(tset.images.float().numpy())[:, k]
+            shortcut[name] = {
+                "n": tube_n,
+                "positive_rate": float((tp >= thr).mean()),
+                "mean_pred": float(tp.mean()),
+                "seed": seed + 7919 * off,
+            }
+        report["pneumothorax_shortcut"] = shortcut
+    return report
+
+
+# ---------------------------------------------------------------------- markdown
+def _f(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "n/a" if np.isnan(v) else f"{v:.{nd}f}"
+    return str(v)
+
+
+def _weights_size(bundle_dir: Path | None) -> str:
+    if bundle_dir is None or not Path(bundle_dir).is_dir():
+        return "n/a"
+    total = sum(f.stat().st_size for f in Path(bundle_dir).iterdir() if f.is_file())
+    return f"{total / 1e6:.1f} MB"
+
+
+def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | Path | None = None) -> str:
+    tr = bundle.meta.get("training", {})
+    cfg = tr.get("config", {})
+    secs = tr.get("seconds", {})
+    params = tr.get("parameters", {})
+    L: list[str] = []
+    add = L.append
+    add("# Model card: cfviewer demo classifier + autoencoder")
+    add("")
+    add(f"Generated by `cfviewer model-card --bundle {bundle_dir or 'DIR'} --n {report['n']} "
+        f"--seed {report['seed']}` on {_dt.date.today().isoformat()} ({platform.machine()}, "
+        f"torch {torch.__version__}). Every number below is computed by the project's code from "
+        "the committed weights; nothing is typed in by hand.")
+    add("")
+    add("**Intended use:** a demonstration model for the embedded reader study and for testing "
+        "explanation methods against pixel-exact ground truth. It is trained on synthetic "
+        "phantom radiographs only and must never be used on patients.")
+    add("")
+    add("## Data and training")
+    add("")
+    add(f"- Data: procedural phantom chest radiographs (`cfviewer.phantoms`), "
+        f"{tr.get('n_train', 'n/a')} for training and {tr.get('n_val', 'n/a')} for validation "
+        f"(threshold choice), generated from `SeedSequence({cfg.get('seed', 'n/a')})` "
+        f"(dataset seeds {tr.get('data_seeds', {}).get('train', 'n/a')} / "
+        f"{tr.get('data_seeds', {}).get('val', 'n/a')}); phantom options "
+        f"`{cfg.get('phantoms', {})}` (empty = the generator's defaults: prevalence 0.3 each, "
+        "chest tube in 80 % of Pneumothorax positives and 5 % of negatives).")
+    add(f"- Held-out evaluation: {report['n']} new phantoms, dataset seed {report['seed']} "
+        "(checked disjoint from the training and validation phantoms).")
+    add(f"- Resolution: **{bundle.resolution} px**. {cfg.get('resolution_note', '')}")
+    probe = tr.get("speed_probe")
+    if probe:
+        add("")
+        add("  Training-step cost measured before training (forward + backward + AdamW, batch 16, "
+            f"{tr.get('torch_threads', '?')} threads, on the shared machine):")
+        add("")
+        add("  | resolution | classifier ms/image | autoencoder ms/image |")
+        add("  |---|---|---|")
+        for res, v in sorted(probe.items(), key=lambda kv: int(kv[0])):
+            add(f"  | {res} px | {v['classifier_ms_per_image']:.1f} | {v['autoencoder_ms_per_image']:.1f} |")
+        if str(bundle.resolution) in probe:
+            c = cfg.get("classifier_training", {})
+            a = cfg.get("autoencoder_training", {})
+            n_img_c = tr.get("n_train", 0) * c.get("epochs", 0)
+            n_img_a = tr.get("n_train", 0) * a.get("epochs", 0)
+            for res, v in sorted(probe.items(), key=lambda kv: int(kv[0])):
+                est = (n_img_c * v["classifier_ms_per_image"] + n_img_a * v["autoencoder_ms_per_image"]) / 60000
+                add(f"  - projected training time of this schedule at {res} px: {est:.0f} min")
+    add(f"- Classifier: `{type(bundle.classifier).__name__}` {getattr(bundle.classifier, 'config', lambda: {})()}, "
+        f"{params.get('classifier', 'n/a'):,} parameters; BCE on logits, AdamW, warm-up + cosine, "
+        f"{cfg.get('classifier_training', {}).get('epochs', 'n/a')} epochs, batch "
+        f"{cfg.get('classifier_training', {}).get('batch_size', 'n/a')}, lr "
+        f"{cfg.get('classifier_training', {}).get('lr', 'n/a')}; light augmentation "
+        f"{cfg.get('augment', {})}. Outputs probabilities (sigmoid applied).")
+    if bundle.autoencoder is not None:
+        ae = bundle.autoencoder
+        lat = ae.latent_shape(bundle.resolution) if hasattr(ae, "latent_shape") else "n/a"
+        add(f"- Autoencoder: `{type(ae).__name__}` {getattr(ae, 'config', lambda: {})()}, latent "
+            f"{' x '.join(map(str, lat)) if isinstance(lat, tuple) else lat}, "
+            f"{params.get('autoencoder', 'n/a'):,} parameters; elastic-net loss (L1 + "
+            f"{cfg.get('ae_l2_weight', 1.0)} x L2 on images scaled to [-1, 1]) as in the Latent "
+            f"Shift paper, {cfg.get('autoencoder_training', {}).get('epochs', 'n/a')} epochs.")
+    add(f"- Wall time ({tr.get('device', '?')}, {tr.get('cpu_count', '?')} CPU cores shared with "
+        f"other jobs): phantoms {_f(secs.get('data'), 0)} s, classifier "
+        f"{_f(secs.get('classifier'), 0)} s, autoencoder {_f(secs.get('autoencoder'), 0)} s.")
+    add(f"- Weights on disk: {_weights_size(Path(bundle_dir) if bundle_dir else None)}.")
+    add(f"- Thresholds: {tr.get('thresholds_method', 'stored')} "
+        "(Youden's J on the validation split; 0.5 = 'fixed').")
+    add("")
+    add(f"## Classification on {report['n']} held-out phantoms")
+    add("")
+    add(f"Mean AUC **{_f(report['mean_auc'])}** (lowest {_f(report['min_auc'])}; targets: mean "
+        ">= 0.90, each >= 0.80).")
+    add("")
+    add("| pathology | positives | AUC | threshold | sensitivity | specificity |")
+    add("|---|---|---|---|---|---|")
+    for p, v in report["per_pathology"].items():
+        add(f"| {p} | {v['n_pos']} / {v['n_pos'] + v['n_neg']} | {_f(v['auc'])} | "
+            f"{_f(v['threshold'])} | {_f(v['sensitivity'])} | {_f(v['specificity'])} |")
+    if "autoencoder" in report:
+        a = report["autoencoder"]
+        add("")
+        add("## Autoencoder")
+        add("")
+        add(f"- Reconstruction MAE: **{_f(a['mae'], 1)}** in [-1024, 1024] units = "
+            f"{100 * a['mae_fraction_of_range']:.2f} % of the intensity range; "
+            f"{100 * a['mae_relative_to_mean_abs_deviation']:.1f} % of the mean absolute deviation "
+            f"of an image from its own mean.")
+        add("")
+        add("### Appendix-K table (Latent Shift paper): mean prediction on x and on D(E(x))")
+        add("")
+        add("The autoencoder must not erase the findings: the reference reports a mean drop of "
+            "about 0.12 on positives. AUC(D(E(x))) is the classifier's AUC on reconstructions.")
+        add("")
+        add("| pathology | pos: f(x) | pos: f(D(E(x))) | pos: diff | neg: f(x) | neg: f(D(E(x))) | neg: diff | AUC(D(E(x))) |")
+        add("|---|---|---|---|---|---|---|---|")
+        dp, dn = [], []
+        for p, v in report["per_pathology"].items():
+            d_pos = v["mean_pred_pos_recon"] - v["mean_pred_pos"]
+            d_neg = v["mean_pred_neg_recon"] - v["mean_pred_neg"]
+            dp.append(d_pos)
+            dn.append(d_neg)
+            add(f"| {p} | {_f(v['mean_pred_pos'])} | {_f(v['mean_pred_pos_recon'])} | {d_pos:+.3f} | "
+                f"{_f(v['mean_pred_neg'])} | {_f(v['mean_pred_neg_recon'])} | {d_neg:+.3f} | "
+                f"{_f(v['auc_reconstruction'])} |")
+        add(f"| **mean** | | | **{np.nanmean(dp):+.3f}** | | | **{np.nanmean(dn):+.3f}** | |")
+    if "pneumothorax_shortcut" in report:
+        s = report["pneumothorax_shortcut"]
+        add("")
+        add("## The chest-tube shortcut (Pneumothorax)")
+        add("")
+        add("In the training phantoms a chest tube accompanies 80 % of pneumothoraces and 5 % of "
+            "other images, so a classifier can learn the tube as a shortcut. Rate = fraction "
+            f"predicted positive at the stored threshold ({_f(bundle.thresholds.get('Pneumothorax'))}).")
+        add("")
+        add("| group | n | predicted positive | mean prediction |")
+        add("|---|---|---|---|")
+        labels = {
+            "held_out_tube_negatives": "held-out: no pneumothorax, chest tube (tube-only negatives)",
+            "held_out_no_tube_negatives": "held-out: no pneumothorax, no tube",
+            "held_out_tube_positives": "held-out: pneumothorax with tube",
+            "held_out_no_tube_positives": "held-out: pneumothorax without tube",
+            "targeted_tube_only_negatives": "targeted set: negatives, all with a tube",
+            "targeted_no_tube_negatives": "targeted set: negatives, none with a tube",
+        }
+        for key, label in labels.items():
+            if key in s:
+                v = s[key]
+                add(f"| {label} | {v['n']} | {_f(v['positive_rate'])} | {_f(v['mean_pred'])} |")
+        a, b = s.get("targeted_tube_only_negatives"), s.get("targeted_no_tube_negatives")
+        if a and b:
+            ratio = a["positive_rate"] / b["positive_rate"] if b["positive_rate"] > 0 else float("inf")
+            add("")
+            add(f"A tube alone makes a Pneumothorax-free phantom positive {100 * a['positive_rate']:.1f} % "
+                f"of the time vs {100 * b['positive_rate']:.1f} % without one "
+                f"({'x' + format(ratio, '.1f') if np.isfinite(ratio) else 'never without'}): "
+                + ("the model uses the shortcut, which explainers should reveal."
+                   if a["positive_rate"] > 2 * b["positive_rate"] + 0.02 else
+                   "little evidence that the model relies on the tube."))
+    add("")
+    hist = tr.get("classifier_history") or []
+    if hist:
+        add("## Training curves")
+        add("")
+        add("| epoch | classifier train loss | val loss | val mean AUC |")
+        add("|---|---|---|---|")
+        for h in hist:
+            add(f"| {h['epoch']} | {_f(h.get('train_loss'), 4)} | {_f(h.get('val_loss'), 4)} | {_f(h.get('val_mean_auc'))} |")
+        ah = tr.get("autoencoder_history") or []
+        if ah:
+            add("")
+            add("| epoch | autoencoder train loss | val MAE |")
+            add("|---|---|---|")
+            for h in ah:
+                add(f"| {h['epoch']} | {_f(h.get('train_loss'), 4)} | {_f(h.get('val_mae'), 1)} |")
+        add("")
+    add("## Limitations")
+    add("")
+    add("- Synthetic data only: phantom findings are simplified renderings; performance on real "
+        "radiographs is unknown and expected to be poor.")
+    add(f"- {bundle.resolution} px input (torchxrayvision models use 224 px).")
+    add("- The autoencoder is small and blurs fine detail (see the Appendix-K table); Latent "
+        "Shift counterfactuals inherit that blur.")
+    add("")
+    return "\n".join(L)
