@@ -488,3 +488,35 @@ def test_bootstrap_chunking_does_not_change_result(monkeypatch):
     whole = bootstrap_rank_biserial(d, n_boot=500, seed=3)
     monkeypatch.setattr(paired, "_BOOT_CELLS", 7 * 10)  # 10 resamples per chunk
     assert bootstrap_rank_biserial(d, n_boot=500, seed=3) == pytest.approx(whole)
+
+
+def test_cluster_bootstrap_equals_resampling_loop():
+    d = np.r_[DIFFS, DIFFS[::-1][:6]].astype(float)
+    clusters = np.repeat(np.arange(9), 2)  # 9 cases x 2 readers
+    values, _ = _distinct(d)
+    rng = np.random.default_rng(5)
+    picks = rng.integers(0, 9, size=(400, 9))
+    w = np.array([np.bincount(p, minlength=9) for p in picks])
+    loop = np.array([naive_rank_biserial(np.repeat(d, wi[clusters]), "pratt") for wi in w])
+    got = bootstrap_rank_biserial(d, "pratt", n_boot=400, seed=5, clusters=clusters)
+    assert got == pytest.approx(tuple(np.quantile(loop, [0.025, 0.975])))
+    with pytest.raises(AnalysisInputError, match="one label per difference"):
+        bootstrap_rank_biserial(d, clusters=clusters[:-1])
+
+
+def test_case_bootstrap_is_wider_for_correlated_readers():
+    rng = np.random.default_rng(0)
+    per_case = rng.integers(-1, 3, 40)
+    d = np.repeat(per_case, 5)  # 5 readers who always agree: 40 cases, not 200 pairs
+    cases = np.repeat(np.arange(40), 5)
+    lo_p, hi_p = bootstrap_rank_biserial(d, n_boot=2000, seed=1)
+    lo_c, hi_c = bootstrap_rank_biserial(d, n_boot=2000, seed=1, clusters=cases)
+    assert (hi_c - lo_c) > 1.5 * (hi_p - lo_p)
+    df = simulate_responses(4, 30, seed=2)
+    by_pair = compare_arms(df, "Method A", "Method B", strata=("all",), n_boot=300)
+    by_case = compare_arms(df, "Method A", "Method B", strata=("all",), n_boot=300,
+                           boot_unit="case")
+    np.testing.assert_allclose(by_pair["p"], by_case["p"])
+    assert not np.allclose(by_pair["ci_low"], by_case["ci_low"])
+    with pytest.raises(AnalysisInputError, match="boot_unit"):
+        compare_arms(df, "Method A", "Method B", boot_unit="reader")

@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[tuple[str, Callable[[], object]]] = [
         ("compare_arms (all strata, n_boot=%d)" % args.n_boot,
          lambda: compare_arms(df, arm_a, arm_b, n_boot=args.n_boot, seed=args.seed)),
+        ("compare_arms (boot_unit='case')",
+         lambda: compare_arms(df, arm_a, arm_b, n_boot=args.n_boot, seed=args.seed,
+                              boot_unit="case")),
         ("describe", lambda: describe(df)),
         ("reader_kappa (all reader pairs)", lambda: reader_kappa(df)),
         ("krippendorff_alpha (ordinal)", lambda: krippendorff_alpha(df)),

@@ -98,7 +98,11 @@ def pair_arms(df: pd.DataFrame, arm_a: object, arm_b: object) -> Pairing:
     returned in `unpaired` (so they can be counted). A case whose pathology or stratum differs
     between the two arms raises AnalysisInputError.
     """
-    df = check_responses(df)
+    return _pair_checked(check_responses(df), arm_a, arm_b)
+
+
+def _pair_checked(df: pd.DataFrame, arm_a: object, arm_b: object) -> Pairing:
+    """pair_arms on a table that already passed check_responses."""
     check_arms(df, arm_a, arm_b)
     key = ["reader", "case", "question"]
     cols = key + ["pathology", "stratum", "rating"]
@@ -234,11 +238,15 @@ def bootstrap_rank_biserial(
     n_boot: int = 2000,
     seed: int | np.random.SeedSequence = 0,
     confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the rank-biserial r, resampling pairs with replacement.
+    """Percentile bootstrap CI of the rank-biserial r.
 
-    Resamples whose r is undefined (all zeros under "wilcox") are ignored. Returns
-    (nan, nan) if there are no pairs or n_boot < 1.
+    Without `clusters`, pairs are resampled with replacement. With `clusters` (one label per
+    difference, e.g. the case), whole clusters are resampled, keeping the correlated pairs
+    of a cluster (every reader's reading of one case) together. Resamples whose r is
+    undefined (all zeros under "wilcox") are ignored. Returns (nan, nan) if there are no
+    pairs or n_boot < 1.
     """
     _check_zero_method(zero_method)
     d = np.asarray(diffs, dtype=float)
@@ -248,15 +256,39 @@ def bootstrap_rank_biserial(
         raise AnalysisInputError(f"confidence must be in (0, 1), got {confidence!r}")
     values, counts = _distinct(d)
     rng = np.random.default_rng(seed)
-    # Chunks keep the (resamples x distinct values) matrices near _BOOT_CELLS elements even
-    # for continuous differences (up to n distinct values).
-    chunk = max(1, _BOOT_CELLS // values.size)
-    r = np.concatenate([
-        _rank_biserial_from_counts(
-            values, rng.multinomial(d.size, counts / d.size, size=min(chunk, n_boot - start)),
-            zero_method)
-        for start in range(0, int(n_boot), chunk)
-    ])
+    n_boot = int(n_boot)
+    if clusters is not None:
+        clusters = np.asarray(clusters)
+        if clusters.shape != d.shape:
+            raise AnalysisInputError(
+                f"clusters must give one label per difference ({d.size}), got {clusters.size}")
+        _, cluster_idx = np.unique(clusters, return_inverse=True)
+        if cluster_idx.max() + 1 == d.size:
+            clusters = None  # one pair per cluster: the same as resampling pairs
+    if clusters is None:
+        # Chunks keep the (resamples x distinct values) matrices near _BOOT_CELLS elements
+        # even for continuous differences (up to n distinct values).
+        chunk = max(1, _BOOT_CELLS // values.size)
+        draws = (rng.multinomial(d.size, counts / d.size, size=min(chunk, n_boot - start))
+                 for start in range(0, n_boot, chunk))
+    else:
+        uniq, inv = np.unique(d, return_inverse=True)
+        pos = np.empty(uniq.size, dtype=np.int64)
+        pos[np.lexsort((uniq, np.abs(uniq)))] = np.arange(uniq.size)
+        k = int(cluster_idx.max()) + 1
+        per_cluster = np.zeros((k, values.size))
+        np.add.at(per_cluster, (cluster_idx.ravel(), pos[inv.ravel()]), 1.0)
+        chunk = max(1, _BOOT_CELLS // max(k, values.size))
+
+        def cluster_draws(size: int) -> np.ndarray:
+            # k clusters drawn uniformly with replacement; times drawn per cluster via bincount
+            picks = rng.integers(0, k, size=(size, k))
+            times = np.bincount((np.arange(size)[:, None] * k + picks).ravel(),
+                                minlength=size * k).reshape(size, k)
+            return times @ per_cluster
+
+        draws = (cluster_draws(min(chunk, n_boot - start)) for start in range(0, n_boot, chunk))
+    r = np.concatenate([_rank_biserial_from_counts(values, c, zero_method) for c in draws])
     r = r[~np.isnan(r)]
     if r.size == 0:
         return math.nan, math.nan
@@ -319,8 +351,12 @@ def paired_test(
     seed: int | np.random.SeedSequence = 0,
     min_pairs: int = DEFAULT_MIN_PAIRS,
     confidence: float = 0.95,
+    clusters: np.ndarray | None = None,
 ) -> dict:
     """All statistics of one paired sample (ratings a and b of the same pairs).
+
+    `clusters` (one label per pair) makes the bootstrap CI of r resample clusters instead
+    of pairs (see `bootstrap_rank_biserial`).
 
     Never raises on degenerate data: too few pairs or all-zero differences give NaN test
     columns with an explanatory `note`.
@@ -367,7 +403,7 @@ def paired_test(
     row["method"] = used
     row["r_rb"] = rank_biserial(d, zero_method)
     row["ci_low"], row["ci_high"] = bootstrap_rank_biserial(
-        d, zero_method, n_boot=n_boot, seed=seed, confidence=confidence)
+        d, zero_method, n_boot=n_boot, seed=seed, confidence=confidence, clusters=clusters)
     if n_zero:
         row["note"] = f"{n_zero} zero difference(s) handled by {zero_method!r}"
     return row
@@ -409,6 +445,7 @@ def compare_arms(
     min_pairs: int = DEFAULT_MIN_PAIRS,
     holm_by: Sequence[str] | None = None,
     confidence: float = 0.95,
+    boot_unit: str = "pair",
 ) -> pd.DataFrame:
     """Paired Wilcoxon comparison of arm_b against arm_a, one row per question x stratum.
 
@@ -426,7 +463,10 @@ def compare_arms(
     scipy used). ``p_holm`` is Holm-adjusted over every non-NaN p of the returned table, or
     within groups of the columns in ``holm_by`` (e.g. ``("question",)``). ``r_rb`` is the
     matched-pairs rank-biserial correlation and ``ci_low``/``ci_high`` its percentile
-    bootstrap CI (``n_boot`` resamples, seeded per row from ``seed``). Degenerate strata
+    bootstrap CI (``n_boot`` resamples, seeded per row from ``seed``); ``boot_unit="pair"``
+    resamples pairs, ``"case"`` resamples cases with all their pairs (each reader's reading of
+    a case), which respects the correlation between readers of one case; "case_mean" rows
+    resample cases either way. Degenerate strata
     (fewer than ``min_pairs`` usable pairs, all differences zero) have NaN test columns and a
     ``note``; they never raise.
     """
@@ -446,8 +486,11 @@ def compare_arms(
         if bad:
             raise AnalysisInputError(
                 f"holm_by columns {bad} unknown; use question, stratum_kind or stratum")
-    pairing = pair_arms(df, arm_a, arm_b)
-    qs = check_questions(check_responses(df), questions)
+    if boot_unit not in ("pair", "case"):
+        raise AnalysisInputError(f"boot_unit {boot_unit!r} must be 'pair' or 'case'")
+    df = check_responses(df)
+    pairing = _pair_checked(df, arm_a, arm_b)
+    qs = check_questions(df, questions)
     pairs_by_q = dict(tuple(pairing.pairs.groupby("question", sort=False)))
     unpaired_by_q = dict(tuple(pairing.unpaired.groupby("question", sort=False)))
     empty_pairs = pairing.pairs.iloc[0:0]
@@ -462,12 +505,14 @@ def compare_arms(
                 if kind == "case_mean":
                     means = sub.groupby("case", sort=True)[["rating_a", "rating_b"]].mean()
                     ra, rb = means["rating_a"].to_numpy(), means["rating_b"].to_numpy()
+                    clusters = None
                 else:
                     ra, rb = sub["rating_a"].to_numpy(), sub["rating_b"].to_numpy()
+                    clusters = sub["case"].to_numpy() if boot_unit == "case" else None
                 stat = paired_test(
                     ra, rb, zero_method=zero_method, alternative=alternative, method=method,
                     n_boot=n_boot, seed=_row_seed(seed, q, kind, label), min_pairs=min_pairs,
-                    confidence=confidence)
+                    confidence=confidence, clusters=clusters)
                 rows.append({"question": q, "stratum_kind": kind, "stratum": str(label),
                              "arm_a": arm_a, "arm_b": arm_b, "n_unpaired": n_unp, **stat})
     out = pd.DataFrame(rows)

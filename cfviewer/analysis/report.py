@@ -54,6 +54,7 @@ def analyze(
     n_boot: int = 2000,
     seed: int = 0,
     figures: bool = True,
+    boot_unit: str = "pair",
 ) -> AnalysisReport:
     """compare_arms + describe + reader_kappa + krippendorff_alpha (+ the three figures).
 
@@ -65,7 +66,7 @@ def analyze(
         arm_a, arm_b = default_arms(df)
     comparison = compare_arms(df, arm_a, arm_b, questions=questions, strata=strata,
                               zero_method=zero_method, alternative=alternative,
-                              n_boot=n_boot, seed=seed)
+                              n_boot=n_boot, seed=seed, boot_unit=boot_unit)
     chosen = df[df["arm"].isin([arm_a, arm_b])]
     if questions is not None:
         qs = [questions] if isinstance(questions, str) else list(questions)
