@@ -75,3 +75,52 @@ def build_study(tmp_path: Path, *, n_cases: int = 24, per_pathology: int = 2, re
         tokens = {n.reader.name: n.token for n in new}
         ids = {n.reader.name: n.reader.id for n in new}
     return Built(db, name, root, tokens, ids)
+
+
+def fast_study(url: str, root: Path, *, n_cases: int, readers: int, name: str = "c") -> dict[str, int]:
+    """A schedulable study without image files (cases/cohort rows written directly): for tests
+    of the response layer only. Returns {reader name: reader id}."""
+    from cfviewer.study import design, studies
+    from cfviewer.study.db import open_database
+    from cfviewer.study.schema import Case, CohortItem
+
+    db = open_database(url)
+    with db.write() as s:
+        st = studies.create_study(s, name, root)
+        studies.add_arm(s, st, "Method A", ["gradient"])
+        studies.add_arm(s, st, "Method B", ["latentshift-max"])
+        for i in range(n_cases):
+            c = Case(study_id=st.id, case_key=f"k{i}", source_path=f"cases/k{i}.png", sha256=f"{i:064x}",
+                     height=8, width=8, labels={"Mass": i % 2})
+            s.add(c)
+            s.flush()
+            s.add(CohortItem(study_id=st.id, case_id=c.id, pathology="Mass", stratum="TP" if i % 2 else "FP",
+                             probability=0.9, threshold=0.5, bundle="b", position=i + 1))
+        new = studies.add_readers(s, st, [f"r{i}" for i in range(readers)])
+        design.build_schedule(s, st)
+        ids = {n.reader.name: n.reader.id for n in new}
+    db.dispose()
+    return ids
+
+
+def submit_worker(url: str, reader_id: int, ack_path: str, repeat: int = 1, limit: int | None = None) -> None:
+    """Answer every read of one reader in schedule order; after each acknowledged submission
+    append 'assignment_id value' to ack_path (flushed). Runs in a child process."""
+    from sqlalchemy import select
+
+    from cfviewer.study import responses
+    from cfviewer.study.db import open_database
+    from cfviewer.study.schema import Assignment
+
+    db = open_database(url, migrate=False)
+    with db.read() as s:
+        ids = list(s.scalars(select(Assignment.id).where(Assignment.reader_id == reader_id)
+                             .order_by(Assignment.position)))
+    with open(ack_path, "a", buffering=1) as ack:
+        for k, aid in enumerate(ids[:limit]):
+            value = 1 + (aid % 5)
+            for _ in range(repeat):
+                responses.record_response(db, reader_id, aid, {"confidence": value, "correct_feature": 6 - value})
+            ack.write(f"{aid} {value}\n")
+            ack.flush()
+    db.dispose()

@@ -72,10 +72,19 @@ class NextRead:
     opens_at: dt.datetime | None = None
 
 
-def _reader_state(session: Session, reader: Reader) -> tuple[list[Assignment], dict[int, dt.datetime]]:
-    """The reader's assignments in order and, for answered ones, the first-answer time."""
-    assignments = list(session.scalars(
-        select(Assignment).where(Assignment.reader_id == reader.id).order_by(Assignment.position)))
+@dataclass(frozen=True)
+class _Slot:
+    id: int
+    session: int
+    position: int
+
+
+def _reader_state(session: Session, reader: Reader) -> tuple[list[_Slot], dict[int, dt.datetime]]:
+    """The reader's reads (id, session, position) in order and, for answered ones, the time of
+    the first answer. Plain tuples: this runs on every page view and every submission."""
+    assignments = [_Slot(*row) for row in session.execute(
+        select(Assignment.id, Assignment.session, Assignment.position)
+        .where(Assignment.reader_id == reader.id).order_by(Assignment.position))]
     first = dict(session.execute(
         select(ResponseHistory.assignment_id, func.min(ResponseHistory.at))
         .where(ResponseHistory.reader_id == reader.id, ResponseHistory.action == "create")
@@ -88,8 +97,8 @@ def _gap(session: Session, reader: Reader) -> dt.timedelta:
     return dt.timedelta(hours=float(study.config.get("min_gap_hours", 0) or 0))
 
 
-def _progress(assignments: list[Assignment], first: dict[int, dt.datetime], gap: dt.timedelta) -> Progress:
-    by_session: dict[int, list[Assignment]] = {}
+def _progress(assignments: list[_Slot], first: dict[int, dt.datetime], gap: dt.timedelta) -> Progress:
+    by_session: dict[int, list[_Slot]] = {}
     for a in assignments:
         by_session.setdefault(a.session, []).append(a)
     sessions: list[SessionProgress] = []
@@ -126,8 +135,8 @@ def next_assignment(session: Session, reader: Reader, now: dt.datetime | None = 
     sp = next(s for s in prog.sessions if s.session == prog.current_session)
     if sp.opens_at is not None and now < sp.opens_at and sp.done == 0:
         return NextRead("waiting", None, sp.session, sp.opens_at)
-    a = next(a for a in assignments if a.session == sp.session and a.id not in first)
-    return NextRead("ready", a, sp.session, sp.opens_at)
+    slot = next(a for a in assignments if a.session == sp.session and a.id not in first)
+    return NextRead("ready", session.get(Assignment, slot.id), sp.session, sp.opens_at)
 
 
 def previous_assignment(session: Session, reader: Reader, assignment_id: int | None) -> Assignment | None:
@@ -137,13 +146,13 @@ def previous_assignment(session: Session, reader: Reader, assignment_id: int | N
     assignments, first = _reader_state(session, reader)
     if assignment_id is None:  # e.g. from the "session finished" screen: the last answer given
         answered = [a for a in assignments if a.id in first]
-        return answered[-1] if answered else None
+        return session.get(Assignment, answered[-1].id) if answered else None
     idx = next((i for i, a in enumerate(assignments) if a.id == assignment_id), None)
     if idx is None:
         raise ResponseError(f"read #{assignment_id} is not one of reader {reader.name!r}'s reads")
     if idx == 0 or assignments[idx - 1].session != assignments[idx].session:
         return None
-    return assignments[idx - 1]
+    return session.get(Assignment, assignments[idx - 1].id)
 
 
 def get_assignment(session: Session, reader: Reader, assignment_id: int) -> Assignment:
@@ -302,13 +311,19 @@ def record_response(
                 select(Question).where(Question.study_id == a.study_id).order_by(Question.position)))
             clean = _validate_answers(questions, answers)
             at = now or utcnow()
-            _check_session_open(s, rdr, a, at)
             sim = rdr.simulated if simulated is None else simulated
             version = app_version or __version__
             existing = {r.question_id: r for r in s.scalars(select(Response).where(
                 Response.reader_id == reader_id, Response.case_id == a.case_id,
                 Response.arm_id == a.arm_id))}
             shown = shown_at or a.shown_at
+            by_q = {q.key: q for q in questions}
+            if all(q.id in existing and existing[q.id].value == v and existing[q.id].comment == comment
+                   for k, v in clean.items() for q in [by_q[k]]):
+                # the same answers again (double click, second tab, retry): nothing to do, even
+                # if the session has closed since
+                return RecordResult(a.id, 0, 0, len(clean), existing[by_q[next(iter(clean))].id].submitted_at)
+            _check_session_open(s, rdr, a, at)
             created = edited = unchanged = 0
             for q in questions:
                 if q.key not in clean:
