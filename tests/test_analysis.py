@@ -38,9 +38,9 @@ from cfviewer.errors import CfviewerError
 
 Q = "confidence"
 
-# Differences with ties and zeros: 3 zeros, five |d|=1 (one negative), three |d|=2 (one
-# negative), one 3.
-DIFFS = np.array([1, 1, 0, 0, 2, -1, 3, 0, 1, 2, -2, 1])
+# Differences with ties and zeros: 3 zeros, three |d|=1 (one negative), three |d|=2 (one
+# negative), one 3. n = 10 keeps scipy's reference permutation test (2^10 flips) quick.
+DIFFS = np.array([1, 1, 0, 0, 2, -1, 3, 0, 2, -2])
 
 
 def table_from_diffs(diffs, base=None, reader="r1", question=Q, pathology="Mass",
@@ -79,8 +79,8 @@ def test_wilcoxon_matches_scipy_with_ties_and_zeros(zero_method):
     ref = stats.wilcoxon(DIFFS, zero_method=zero_method)
     assert row["statistic"] == pytest.approx(ref.statistic)
     assert row["p"] == pytest.approx(ref.pvalue)
-    assert row["n_pairs"] == 12 and row["n_zero"] == 3
-    assert row["n_used"] == (9 if zero_method == "wilcox" else 12)
+    assert row["n_pairs"] == 10 and row["n_zero"] == 3
+    assert row["n_used"] == (7 if zero_method == "wilcox" else 10)
     assert row["zero_method"] == zero_method
     assert row["mean_diff"] == pytest.approx(DIFFS.mean())
     assert row["sd_diff"] == pytest.approx(DIFFS.std(ddof=1))
@@ -88,16 +88,16 @@ def test_wilcoxon_matches_scipy_with_ties_and_zeros(zero_method):
 
 
 def test_wilcoxon_statistic_by_hand():
-    # wilcox: non-zero |d| ranks: five 1s -> 3, three 2s -> 7, the 3 -> 9.
-    # R- = 3 + 7 = 10, R+ = 45 - 10 = 35.
-    # pratt: zeros take ranks 1..3, 1s -> 6, 2s -> 10, 3 -> 12; R+ = 56, R- = 16.
+    # wilcox: non-zero |d| ranks: three 1s -> 2, three 2s -> 5, the 3 -> 7.
+    # R- = 2 + 5 = 7, R+ = 28 - 7 = 21.
+    # pratt: zeros take ranks 1..3, 1s -> 5, 2s -> 8, 3 -> 10; R+ = 36, R- = 13.
     out = {zm: compare_arms(table_from_diffs(DIFFS), "A", "B", strata=("all",),
                             zero_method=zm, n_boot=10).iloc[0]
            for zm in ("wilcox", "pratt")}
-    assert out["wilcox"]["statistic"] == 10
-    assert out["pratt"]["statistic"] == 16
-    assert out["wilcox"]["r_rb"] == pytest.approx((35 - 10) / 45)
-    assert out["pratt"]["r_rb"] == pytest.approx((56 - 16) / 78)
+    assert out["wilcox"]["statistic"] == 7
+    assert out["pratt"]["statistic"] == 13
+    assert out["wilcox"]["r_rb"] == pytest.approx((21 - 7) / 28)
+    assert out["pratt"]["r_rb"] == pytest.approx((36 - 13) / 55)
 
 
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
@@ -268,13 +268,13 @@ def test_unpaired_rows_dropped_and_counted():
            (df["case"].isin(["c100", "c101"]) & (df["arm"] == "A"))
     df = df[~drop]
     pairing = pair_arms(df, "A", "B")
-    assert pairing.n_unpaired == 3 and len(pairing.pairs) == 21
+    assert pairing.n_unpaired == 3 and len(pairing.pairs) == 17
     assert set(pairing.unpaired["arm"]) == {"A", "B"}
     out = compare_arms(df, "A", "B", strata=("all", "stratum"), n_boot=50)
     n = out.set_index("stratum")[["n_pairs", "n_unpaired"]]
-    assert n.loc["all"].tolist() == [21, 3]
-    assert n.loc["TP"].tolist() == [11, 1]
-    assert n.loc["FP"].tolist() == [10, 2]
+    assert n.loc["all"].tolist() == [17, 3]
+    assert n.loc["TP"].tolist() == [9, 1]
+    assert n.loc["FP"].tolist() == [8, 2]
     ref = stats.wilcoxon(np.r_[DIFFS[1:], DIFFS[2:]], zero_method="pratt")
     assert out.set_index("stratum").loc["all", "p"] == pytest.approx(ref.pvalue)
 
@@ -283,7 +283,7 @@ def test_other_arms_ignored():
     df = table_from_diffs(DIFFS)
     extra = df[df["arm"] == "A"].assign(arm="C", rating=1)
     out = compare_arms(pd.concat([df, extra]), "A", "B", strata=("all",), n_boot=10)
-    assert out["n_unpaired"].item() == 0 and out["n_pairs"].item() == 12
+    assert out["n_unpaired"].item() == 0 and out["n_pairs"].item() == 10
 
 
 def test_degenerate_strata_give_nan_with_note():
@@ -302,10 +302,10 @@ def test_degenerate_strata_give_nan_with_note():
     assert out.loc["Cardiomegaly", "mean_diff"] == 0
     # Holm family = the two... only one valid p: unadjusted
     assert out.loc["Mass", "p_holm"] == pytest.approx(out.loc["Mass", "p"])
-    # wilcox drops the zeros of DIFFS: 9 used pairs, still tested; with min_pairs=10 not
+    # wilcox drops the zeros of DIFFS: 7 used pairs, still tested; with min_pairs=10 not
     w = compare_arms(df, "A", "B", strata=("pathology",), zero_method="wilcox",
                      min_pairs=10, n_boot=10).set_index("stratum")
-    assert w.loc["Mass", "n_used"] == 9 and math.isnan(w.loc["Mass", "p"])
+    assert w.loc["Mass", "n_used"] == 7 and math.isnan(w.loc["Mass", "p"])
     assert "non-zero pairs" in w.loc["Mass", "note"]
 
 
@@ -491,7 +491,7 @@ def test_bootstrap_chunking_does_not_change_result(monkeypatch):
 
 
 def test_cluster_bootstrap_equals_resampling_loop():
-    d = np.r_[DIFFS, DIFFS[::-1][:6]].astype(float)
+    d = np.r_[DIFFS, DIFFS[::-1][:8]].astype(float)
     clusters = np.repeat(np.arange(9), 2)  # 9 cases x 2 readers
     values, _ = _distinct(d)
     rng = np.random.default_rng(5)
