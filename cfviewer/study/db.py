@@ -69,8 +69,9 @@ def _normalise(url: str) -> str:
         return f"sqlite:///{Path(url).resolve()}"
     try:
         make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseError(f"database URL {url!r} is not valid: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseError(f"database URL {url!r} is not valid ({exc}); expected e.g. "
+                            "sqlite:////path/study.db or postgresql+psycopg://user:pw@host:5432/db") from exc
     return url
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from cfviewer import PATHOLOGIES
 from cfviewer.study.errors import StudyError, StudyNotFoundError
-from cfviewer.study.schema import DEFAULT_QUESTIONS, Arm, Question, Reader, Study
+from cfviewer.study.schema import DEFAULT_QUESTIONS, Arm, Question, Reader, Study  # noqa: F401 (re-exported)
 from cfviewer.study.tokens import hash_token, new_token
 
 DEFAULT_CONFIG: dict[str, Any] = {
