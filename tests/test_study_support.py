@@ -124,3 +124,22 @@ def submit_worker(url: str, reader_id: int, ack_path: str, repeat: int = 1, limi
             ack.write(f"{aid} {value}\n")
             ack.flush()
     db.dispose()
+
+
+def precompute_worker(url: str, study: str, bundle_dir: str, limit: int, out: str) -> None:
+    """Run precompute in a child process and write its counts as JSON to `out`."""
+    import json
+
+    import torch
+
+    from cfviewer.models import Bundle
+    from cfviewer.study import artifacts
+    from cfviewer.study.db import open_database
+
+    torch.set_num_threads(1)
+    db = open_database(url, migrate=False)
+    rep = artifacts.precompute(db, study, bundle=Bundle.load(bundle_dir, device="cpu"), bundle_id="rand",
+                               limit=limit)
+    Path(out).write_text(json.dumps({"computed": rep.computed, "skipped": rep.skipped, "busy": rep.busy,
+                                     "failed": rep.failed}))
+    db.dispose()
