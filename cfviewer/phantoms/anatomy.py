@@ -292,7 +292,7 @@ def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
         w = np.concatenate([w * 0.8, w * 0.6])
         side = np.concatenate([side, side])
     seg = np.concatenate(levels)
-    step = 0.7 * f.px
+    step = 0.9 * f.px
     lens = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
     counts = np.maximum((lens / step).astype(int), 2)
     idx = np.repeat(np.arange(len(seg)), counts)

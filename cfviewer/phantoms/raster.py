@@ -99,14 +99,12 @@ def splat(f: Frame, xb: np.ndarray, yb: np.ndarray, w: np.ndarray) -> np.ndarray
     y0 = np.floor(cy).astype(np.int64)
     fx = cx - x0
     fy = cy - y0
-    out = np.zeros(n * n, dtype=np.float64)
     w = np.asarray(w, np.float64)
-    for ox, oy, ww in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi = x0 + ox
-        yi = y0 + oy
-        ok = (xi >= 0) & (xi < n) & (yi >= 0) & (yi < n)
-        out += np.bincount((yi[ok] * n + xi[ok]), weights=(w * ww)[ok], minlength=n * n)
+    xi = np.concatenate([x0, x0 + 1, x0, x0 + 1])
+    yi = np.concatenate([y0, y0, y0 + 1, y0 + 1])
+    ww = np.concatenate([w * (1 - fx) * (1 - fy), w * fx * (1 - fy), w * (1 - fx) * fy, w * fx * fy])
+    ok = (xi >= 0) & (xi < n) & (yi >= 0) & (yi < n)
+    out = np.bincount(yi[ok] * n + xi[ok], weights=ww[ok], minlength=n * n)
     return out.reshape(n, n).astype(np.float32)
 
 
