@@ -82,13 +82,14 @@ def likert_figure(
 
 def paired_means_figure(
     comparison: pd.DataFrame,
-    stratum_kinds: Sequence[str] = ("all", "stratum", "pathology", "case_mean"),
+    stratum_kinds: Sequence[str] | None = None,
     confidence: float = 0.95,
 ) -> go.Figure:
     """Mean rating of each arm per stratum (paired responses only) with t CIs, one panel
-    per question."""
+    per question. `stratum_kinds` None = every kind in the table."""
     _check_comparison(comparison)
-    table = comparison[comparison["stratum_kind"].isin(stratum_kinds)]
+    table = comparison if stratum_kinds is None else \
+        comparison[comparison["stratum_kind"].isin(stratum_kinds)]
     qs = list(pd.unique(table["question"]))
     fig = make_subplots(rows=max(len(qs), 1), cols=1, vertical_spacing=0.15,
                         subplot_titles=[str(q) for q in qs])
