@@ -235,3 +235,30 @@ def test_params_from_strings_are_coerced(rb):
                        fix_range="[-30, 0]")
     assert ex.params["search_pred_diff"] == 0.8 and ex.params["n_frames"] == 6
     assert ex.params["search_up"] is True and ex.params["fix_range"] == [-30, 0]
+
+
+def test_trained_demo_bundle_search_equals_the_walk():
+    """On the trained demo bundle (skipped until it is committed): default and bracketed
+    searches against the sequential walk, on phantoms with a finding."""
+    from cfviewer import paths
+    from cfviewer.phantoms import generate
+
+    if not (paths.demo_bundle_dir() / "bundle.json").is_file():
+        pytest.skip(f"no trained demo bundle at {paths.demo_bundle_dir()}")
+    bundle = Bundle.load(paths.demo_bundle_dir(), device="cpu")
+    seed, done = 300, 0
+    while done < 3:
+        ph = generate(seed, size=bundle.resolution)
+        seed += 1
+        positives = [p for p in bundle.pathologies if ph.labels.get(p)]
+        if not positives:
+            continue
+        target = positives[0]
+        bound, _ = reference_walk(bundle, ph.image, target)
+        exact = get_explainer("latentshift", bundle).explain(ph.image, target)
+        brk = get_explainer("latentshift", bundle, search_stride=4).explain(ph.image, target)
+        seq = lambda_sequence()
+        assert exact.params["search"]["lower"] == bound
+        assert abs(seq.index(brk.params["search"]["lower"]) - seq.index(bound)) <= 1
+        assert exact.frame_preds[0] <= exact.pred_reconstruction  # the counterfactual lowers it
+        done += 1
