@@ -1,0 +1,386 @@
+"""Shared markdown file for benchmark results (docs/benchmarks.md).
+
+Each benchmark command owns one named section, delimited by HTML comments::
+
+    <!-- section:NAME -->
+    ...markdown...
+    <!-- /section:NAME -->
+
+:func:`write_section` replaces that block (or appends it when absent) and leaves every other
+byte of the file alone, so several commands can write the same file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from cfviewer.errors import CfviewerError
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class BenchReportError(CfviewerError):
+    """The markdown file or the section name cannot be used."""
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+
+
+def read_section(md_path: str | Path, section_name: str) -> str | None:
+    """The markdown between the section's markers (without them), or None when absent."""
+    path = Path(md_path)
+    if not path.is_file():
+        return None
+    start, end = _markers(section_name)
+    text = path.read_text(encoding="utf-8")
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return None
+    return text[i + len(start) : j].strip("\n")
+
+
+def write_section(md_path: str | Path, section_name: str, markdown: str) -> Path:
+    """Replace the block of ``section_name`` in ``md_path`` by ``markdown``; append it if the
+    section is absent (creating the file and its folder if needed). Writes atomically."""
+    if not _NAME.match(section_name):
+        raise BenchReportError(
+            f"section name {section_name!r} may only hold letters, digits, '_', '.' and '-'"
+        )
+    path = Path(md_path)
+    if path.exists() and not path.is_file():
+        raise BenchReportError(f"{path} is not a file; pass a markdown file path with --out")
+    start, end = _markers(section_name)
+    if start in markdown or end in markdown:
+        raise BenchReportError(f"the markdown of section {section_name!r} contains its own markers")
+    block = f"{start}\n{markdown.strip(chr(10))}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    i = text.find(start)
+    if i >= 0:
+        j = text.find(end, i + len(start))
+        if j < 0:
+            raise BenchReportError(
+                f"{path}: section {section_name!r} opens with {start!r} but never closes; add "
+                f"{end!r} after it or delete the broken block"
+            )
+        new = text[:i] + block + text[j + len(end) :]
+    else:
+        if not text or text.endswith("\n\n"):
+            sep = ""
+        elif text.endswith("\n"):
+            sep = "\n"
+        else:
+            sep = "\n\n"
+        new = text + sep + block + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise BenchReportError(f"cannot write {path}: {exc}") from None
+    return path
+
+
+# ---------------------------------------------------------------------- rendering
+def _f(x: Any, nd: int = 3) -> str:
+    if x is None:
+        return "—"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "—"
+    return f"{v:.{nd}f}"
+
+
+def _mean(values: Any) -> float:
+    a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
+def _mean_sd(values: Any, nd: int = 3) -> str:
+    a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return "—"
+    return f"{a.mean():.{nd}f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.{nd}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _status(m: Any) -> str | None:
+    if m.alias_of:
+        return f"same explainer as `{m.alias_of}` (identical class and parameters)"
+    if m.error:
+        return f"not run: {m.error}"
+    return None
+
+
+def _find(result: Any, *names: str) -> Any:
+    by = {m.name: m for m in result.methods}
+    for n in names:
+        m = by.get(n)
+        while m is not None and m.alias_of:
+            m = by.get(m.alias_of)
+        if m is not None and m.ran:
+            return m
+    return None
+
+
+def render_markdown(result: Any) -> str:
+    """The benchmark section (markdown) of a :class:`cfviewer.bench.BenchResult`."""
+    o = result.options
+    out: list[str] = []
+    ran = [m for m in result.methods if m.ran]
+    pats = [p for p in result.case_counts]
+    b = result.bundle_desc
+    mc = result.machine
+    out.append("## Explainers on held-out phantoms (`cfviewer bench`)")
+    out.append("")
+    out.append(f"- Command: `{result.command or 'cfviewer bench'}`")
+    out.append(f"- Date: {result.started}; wall time {result.seconds / 60:.1f} min"
+               + (" (**quick mode**: tiny settings, numbers are a smoke test)" if o.quick else ""))
+    out.append(f"- Machine: {mc['cpu']}, {mc['cpu_count']} CPUs (shared with other jobs), "
+               f"torch {mc['torch']} with {mc['torch_threads']} threads, Python {mc['python']}")
+    bdesc = f"`{b.get('path', 'in-memory bundle')}`, {b.get('resolution')} px"
+    if b.get("note"):
+        bdesc += f" — {b['note']}"
+    out.append(f"- Bundle: {bdesc}")
+    if b.get("summary"):
+        out.append(f"- Bundle metadata: {b['summary']}")
+    overlap = b.get("training_seed_overlap")
+    seeds_note = ("no overlap with the training phantoms recorded in the bundle" if overlap == 0
+                  else f"{overlap} seeds overlap the recorded training phantoms" if overlap
+                  else "the bundle records no training seeds; the seed stream is disjoint by construction")
+    out.append(
+        f"- Cases: {o.n} held-out phantoms (`SeedSequence([{o.seed}, BENCH_TAG, 0])`, {seeds_note}); "
+        f"phantom i is forced positive for pathology i mod 6 and explained for it (its other findings stay as distractors): "
+        + ", ".join(f"{p} {k}" for p, k in result.case_counts.items())
+        + f" = {len(result.cases)} cases"
+        + (f"; skipped (no mask): {result.skipped_cases}" if result.skipped_cases else "")
+    )
+    extra = ", ".join(f"`{k}` with {v}" for k, v in result.method_params.items())
+    out.append("- Maps are used as produced (`Explanation.map`, larger = more important). "
+               "Explainer parameters are the registry defaults" + (f"; {extra}" if extra else "") + ".")
+    out.append("")
+
+    notes = [(m.name, _status(m)) for m in result.methods if _status(m)]
+    if notes:
+        out.append("**Registered explainers not run separately:**")
+        out.append("")
+        out += [f"- `{n}`: {s}" for n, s in notes]
+        out.append("")
+
+    # 1. localisation
+    out.append("### 1. Localisation: do the maps point at the finding?")
+    out.append("")
+    out.append("Mean over cases. Top-p IoU: map binarised at the mask's share of pixels (Latent Shift "
+               "protocol). AUC_loc: ROC AUC of the map as a pixel score for the mask (Charachon et al.; "
+               "0.5 = chance). Hausdorff: symmetric, pixels, top-p binarised map vs mask (lower = better).")
+    for key, title in (("iou_top_p", "Top-p IoU"), ("auc_loc", "AUC_loc"), ("hausdorff", "Hausdorff distance (px)")):
+        out.append("")
+        out.append(f"**{title}**")
+        out.append("")
+        rows = []
+        for m in result.methods:
+            if not m.ran:
+                continue
+            vals = np.array([d[key] for d in m.loc])
+            tg = np.array(m.loc_targets)
+            row = [f"`{m.name}`"] + [_f(_mean(vals[tg == p]), 1 if key == "hausdorff" else 3) for p in pats]
+            row.append(_f(_mean(vals), 1 if key == "hausdorff" else 3))
+            rows.append(row)
+        out.append(_table(["method"] + pats + ["all"], rows))
+    out.append("")
+    out.append("**All localisation scores (all cases)**: IoU at fixed percentiles keeps the top 20/10/5/2 %; "
+               "weak localisation = Fong & Vedaldi box IoU >= 0.5 after thresholding at half the map's range; "
+               "pointing = the map's maximum inside the mask.")
+    out.append("")
+    keys = ["iou_p80", "iou_p90", "iou_p95", "iou_p98", "weak_loc", "pointing"]
+    rows = [[f"`{m.name}`"] + [_f(_mean([d[k] for d in m.loc])) for k in keys] + [str(len(m.loc))]
+            for m in result.methods if m.ran]
+    out.append(_table(["method", "IoU p80", "IoU p90", "IoU p95", "IoU p98", "weak loc.", "pointing", "n"], rows))
+    out.append("")
+
+    # 2. faithfulness
+    out.append("### 2. Faithfulness: deletion curve and AOPC")
+    out.append("")
+    steps = o.deletion_steps
+    out.append(f"Pixels removed most-important-first in {steps} steps of {100 / steps:.0f} % (replaced by a "
+               "Gaussian blur of the image, sigma = side/20), target probability re-predicted. AOPC (Samek et al.) "
+               "= mean drop from the unperturbed probability over the steps (higher = more faithful); deletion "
+               "AUC = area under the probability curve (lower = better).")
+    out.append("")
+    mids = [k for k in (1, steps // 2, steps) if 0 < k <= steps]
+    rows = []
+    for m in result.methods:
+        if not m.ran or m.aopc is None:
+            continue
+        curve = m.deletion_mean_curve
+        rows.append([f"`{m.name}`", _mean_sd(m.aopc), _f(_mean(m.deletion_auc))]
+                    + [_f(curve[0])] + [_f(curve[k]) for k in mids])
+    out.append(_table(["method", "AOPC (mean ± sd)", "deletion AUC", "p at 0 %"]
+                      + [f"p at {100 * k / steps:.0f} %" for k in mids], rows))
+    out.append("")
+
+    # 3. randomisation
+    out.append("### 3. Sanity: cascading randomisation")
+    out.append("")
+    nr = max((0 if m.rand_corr is None else m.rand_corr.shape[1]) for m in ran) if ran else 0
+    out.append(f"Classifier blocks re-initialised from the output down, cumulatively (Adebayo et al.), on {nr} "
+               f"cases; Spearman rank correlation of |map| with the trained model's map (lower = the map "
+               f"depends more on the model). Blocks: {', '.join(f'`{g}`' for g in result.randomization_layers)}. "
+               "'undefined' counts maps that became constant (no ranking).")
+    out.append("")
+    rows = []
+    for m in ran:
+        if m.rand_corr is None:
+            continue
+        mean_curve = _nanmean_rows(m.rand_corr)
+        undefined = int(np.isnan(m.rand_corr[1:]).sum())
+        rows.append([f"`{m.name}`", _f(mean_curve[1] if len(mean_curve) > 1 else float("nan")),
+                     _f(_mean(mean_curve[1:])), _mean_sd(m.rand_corr[-1]), str(undefined)])
+    out.append(_table(["method", "after top block", "mean over steps", "full reset (mean ± sd)", "undefined"], rows))
+    out.append("")
+
+    # 4. confounder
+    out.append("### 4. Confounder: attribution mass on the chest tube of tube-only pneumothorax false positives")
+    out.append("")
+    out.append(f"Phantoms with a chest tube and no pneumothorax, kept when the model calls Pneumothorax positive: "
+               f"**{result.tube_found} found among {result.tube_generated} generated** (wanted {o.confounder_cases}). "
+               + (f"The tube covers {100 * result.tube_area_share:.2f} % of the image on average. "
+                  if result.tube_found else "")
+               + "Mass = share of the map's positive mass on the tube mask; ratio = mass / tube area share "
+               "(1 = no preference for the tube).")
+    out.append("")
+    if result.tube_found:
+        rows = [[f"`{m.name}`", _mean_sd(m.tube_mass), _f(_mean(m.tube_ratio), 1)]
+                for m in result.methods if m.ran and m.tube_mass is not None]
+        out.append(_table(["method", "mass on tube (mean ± sd)", "ratio to area"], rows))
+    else:
+        out.append("No tube-only false positive was found, so this question has no data for this bundle.")
+    out.append("")
+
+    # 5. class sensitivity
+    out.append("### 5. Class sensitivity on 2 x 2 grids (Attri-Net)")
+    out.append("")
+    out.append(f"{result.grids} grids of four half-size phantoms, exactly one positive for the target. Share of the "
+               "map's positive mass in the positive cell and how often its maximum lies there (0.25 = chance).")
+    out.append("")
+    if result.grids:
+        rows = [[f"`{m.name}`", _mean_sd(m.grid_share), _f(_mean(m.grid_max))]
+                for m in result.methods if m.ran and m.grid_share is not None]
+        out.append(_table(["method", "mass in positive cell", "max in positive cell"], rows))
+        out.append("")
+
+    # 6. speed
+    out.append("### 6. Speed on this CPU")
+    out.append("")
+    out.append(f"Milliseconds per explanation: single-image `explain()` (median of {o.timing_cases}, what "
+               f"`cfviewer explain` waits) and amortised over `explain_batch` batches of {o.batch_size}. "
+               "Image evaluations per explanation (mean, from `Explanation.evaluations`): classifier and "
+               "decoder images, backward images; for Latent Shift also the search images and the images a "
+               "sequential walk of the reference implementation would need.")
+    out.append("")
+    rows = []
+    for m in ran:
+        ev = m.evaluations
+        ref = ev.get("reference_decoder")
+        rows.append([f"`{m.name}`", _f(np.median(m.ms_single) if m.ms_single else None, 0), _f(m.ms_batched, 0),
+                     _f(ev.get("classifier"), 1), _f(ev.get("decoder"), 1), _f(ev.get("backward"), 1),
+                     _f(ev.get("search_images"), 1), _f(ref, 1)])
+    out.append(_table(["method", "ms single", "ms batched (own part)", "classifier imgs", "decoder imgs",
+                       "backward imgs", "search imgs", "reference walk decoder imgs"], rows))
+    out.append("")
+    shared = [m for m in ran if m.shared_check is not None]
+    if shared:
+        out.append(
+            "Methods built on Latent Shift frames (the `latentshift-*` maps and the `adversarial_*` maps, "
+            "whose default pair is x_s = the lambda = 0 frame, x_a = the counterfactual) share one Latent Shift "
+            "search per case in the benchmark: "
+            + (f"{result.shared_latentshift_ms:.0f} ms per case batched, " if result.shared_latentshift_ms else "")
+            + "not included in their 'ms batched (own part)'; 'ms single' is the full cost of the method's own "
+            "`explain()`. The shared path reproduces each method's own `explain()` on the timing cases up to "
+            "a max relative map deviation of "
+            + ", ".join(f"`{m.name}` {m.shared_check:.1e}" for m in shared) + "."
+        )
+        out.append("")
+
+    # claims
+    out.append("### Claims from the papers, as measured here")
+    out.append("")
+    out += claims(result)
+    out.append("")
+    return "\n".join(out)
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(a, dtype=float), axis=1)
+
+
+def claims(result: Any) -> list[str]:
+    """Verdicts on the two claims, stated from the numbers without forcing them."""
+    lines: list[str] = []
+    ls = _find(result, "latentshift-max", "latentshift")
+    gbp = _find(result, "guided_backprop")
+    c1 = "1. *Latent Shift decorrelates faster than guided backprop under cascading randomisation* (Cohen et al.): "
+    if ls is None or gbp is None or ls.rand_corr is None or gbp.rand_corr is None:
+        lines.append(c1 + "not measurable here (one of the two methods did not run).")
+    else:
+        a, g = _nanmean_rows(ls.rand_corr)[1:], _nanmean_rows(gbp.rand_corr)[1:]
+        both = np.isfinite(a) & np.isfinite(g)
+        faster = int(np.sum(a[both] < g[both]))
+        ma, mg = _mean(a), _mean(g)
+        verdict = ("**holds**" if ma < mg and faster > both.sum() / 2 else
+                   "**does not hold**" if ma >= mg and faster < both.sum() / 2 else "**mixed**")
+        lines.append(c1 + f"{verdict} here: mean Spearman over the {len(a)} randomisation steps "
+                     f"{_f(ma)} (`{ls.name}`) vs {_f(mg)} (`guided_backprop`); Latent Shift lower at "
+                     f"{faster} of {int(both.sum())} steps; at full reset {_f(_mean(ls.rand_corr[-1]))} vs "
+                     f"{_f(_mean(gbp.rand_corr[-1]))}. Caveat: only the classifier is randomised; the "
+                     "autoencoder, which shapes the Latent Shift frames, keeps its weights.")
+    v2 = _find(result, "adversarial_fi-v2_smooth", "adversarial_fi")
+    if v2 is not None and v2.params.get("variant") != "v2_smooth":
+        v2 = None
+    diff = _find(result, "adversarial_diff", "adversarial_fi-diff")
+    c2 = "2. *Adversarial feature importance E_FI v2 with smoothing localises better than |x_s - x_a|* (Charachon et al.): "
+    if v2 is None or diff is None:
+        lines.append(c2 + "not measurable here (one of the two methods did not run).")
+    else:
+        parts, wins = [], 0
+        for key, label in (("auc_loc", "AUC_loc"), ("iou_top_p", "top-p IoU")):
+            x = np.array([d[key] for d in v2.loc])
+            y = np.array([d[key] for d in diff.loc])
+            p = float("nan")
+            if len(x) == len(y) and len(x) > 1 and np.any(x != y):
+                p = float(stats.wilcoxon(x, y).pvalue)
+            better = _mean(x) > _mean(y)
+            wins += int(better and p < 0.05)
+            parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p = {_f(p, 3) if math.isfinite(p) else 'n/a'})")
+        losses = 0
+        for key in ("auc_loc", "iou_top_p"):
+            x = np.array([d[key] for d in v2.loc])
+            y = np.array([d[key] for d in diff.loc])
+            if _mean(x) < _mean(y):
+                losses += 1
+        verdict = "**holds**" if wins == 2 else "**does not hold**" if losses == 2 else "**mixed / not significant**"
+        lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.loc)} cases "
+                     f"(`{v2.name}` vs `{diff.name}`).")
+    return lines
