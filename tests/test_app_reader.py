@@ -263,3 +263,24 @@ def test_washout_gap_shows_when_the_next_session_opens(fx, monkeypatch):
     assert "(in 1 h 59 min)" in text or "(in 2 h)" in text
     assert "continue" not in [b.key for b in at.button]
     db.dispose()
+
+
+def test_no_pages_folder_next_to_app_py():
+    # Streamlit runs a `pages/` folder beside the entry script as a v1 multipage app, page
+    # scripts directly without app.py: that would bypass the role checks of st.navigation.
+    from pathlib import Path
+
+    assert not (Path(F.__file__).resolve().parents[1] / "pages").exists()
+
+
+def test_reader_pages_refuse_a_visitor_without_a_valid_token(fx, monkeypatch):
+    at = F.app_test(fx, monkeypatch)
+    at.run()
+    for page in ("app_pages/reader_case.py", "app_pages/reader_worklist.py"):
+        try:
+            at.switch_page(page).run()
+        except Exception:
+            continue  # not registered for a guest at all
+        assert not at.exception
+        assert "predicts" not in _texts(at) and "Welcome" not in _texts(at)
+        assert len([r for r in at.radio if r.key and r.key.startswith("cfv_q_")]) == 0

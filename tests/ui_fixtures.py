@@ -54,19 +54,21 @@ def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest"
     write_dataset(root / "cases", n_phantoms, size=RES, seed=3, dicom=False, progress=False)
     bundle = random_bundle(RES, seed=0)
     bundle.thresholds = {p: 0.0 for p in bundle.pathologies}
+    bundle.save(root / "bundle")
+    bundle_id = cohort.bundle_identity(root / "bundle")
     db = open_database(None, study_dir=root)
     try:
         with db.write() as s:
-            st = studies.create_study(s, name, root, config=config)
+            st = studies.create_study(s, name, root, config={"bundle": "bundle", **(config or {})})
             studies.add_arm(s, st, "Method A", ARM_A)
             studies.add_arm(s, st, "Method B", ARM_B)
             cohort.import_cases(s, st, root / "cases", "labels.csv")
-            cohort.sample_cohort(s, st, bundle, per_pathology=1, fill=True, bundle_id="random@test")
+            cohort.sample_cohort(s, st, bundle, per_pathology=1, fill=True, bundle_id=bundle_id)
             new = studies.add_readers(s, st, readers)
             design.build_schedule(s, st)
             tokens = {r.reader.name: r.token for r in new}
             ids = {r.reader.name: r.reader.id for r in new}
-        report = precompute(db, name, bundle=bundle, bundle_id="random@test")
+        report = precompute(db, name, bundle=bundle, bundle_id=bundle_id)
         if report.failed:
             raise RuntimeError(f"precompute failed for the UI test study: {report}")
         url = db.url

@@ -28,3 +28,16 @@ def clear() -> None:
     """Forget cached engines and bundles (after a study database was created or replaced)."""
     database.clear()
     bundle.clear()
+
+
+@st.cache_data(show_spinner="Computing the statistics ...", max_entries=16)
+def analysis_report(url: str, study: str, version: tuple, include_simulated: bool, arm_a: str, arm_b: str,
+                    questions: tuple[str, ...], strata: tuple[str, ...], zero_method: str, n_boot: int):
+    """cfviewer.analysis.analyze over the study's export, cached until an answer changes
+    (`version` = research.data_version)."""
+    from cfviewer.analysis import analyze
+    from cfviewer.ui import research
+
+    df = research.responses_table(database(url), study, include_simulated)
+    return analyze(df, arm_a, arm_b, questions=list(questions) or None, strata=strata,
+                   zero_method=zero_method, n_boot=n_boot)

@@ -22,8 +22,9 @@ from cfviewer.ui import auth
 from cfviewer.ui.context import AppContext, app_context
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ROOT / "pages"
-STATE_KEY = "_cfv_state"
+# Not "pages/": Streamlit (1.67) runs every script of a `pages/` folder next to the entry script
+# as a v1 multipage app, directly and without app.py, which would bypass the role checks here.
+PAGES = ROOT / "app_pages"
 ADMIN_KEY = "cfv_admin"
 TOKEN_KEY = "cfv_token"
 
@@ -38,10 +39,17 @@ class AppState:
 
 
 def state() -> AppState:
-    """The AppState computed by app.py for this run (pages call this)."""
-    s = st.session_state.get(STATE_KEY)
-    if s is None:  # a page run on its own (not through app.py): compute it now
-        s = resolve_state()
+    """Who is asking, computed afresh for this run (pages call this; never trust a value
+    left in the session by an earlier run)."""
+    return resolve_state()
+
+
+def require_reader() -> AppState:
+    """The state of a reader page; anyone else gets a plain refusal and no data."""
+    s = state()
+    if s.role != "reader" or s.reader is None:
+        st.error("This page is for readers: open the personal link you were sent.")
+        st.stop()
     return s
 
 
@@ -51,7 +59,6 @@ def resolve_state() -> AppState:
     if not ctx.database_exists():
         role = "researcher" if st.session_state.get(ADMIN_KEY) else ("invalid_token" if token else "no_study")
         s = AppState(ctx, role)
-        st.session_state[STATE_KEY] = s
         return s
     from cfviewer.ui import resources
 
@@ -59,7 +66,6 @@ def resolve_state() -> AppState:
         db = resources.database(ctx.db_url)
     except CfviewerError as exc:
         s = AppState(ctx, "db_error", error=str(exc))
-        st.session_state[STATE_KEY] = s
         return s
     s = AppState(ctx, "guest", db=db)
     if token:
@@ -74,7 +80,6 @@ def resolve_state() -> AppState:
             s.role, s.reader = "reader", reader
     elif st.session_state.get(ADMIN_KEY):
         s.role = "researcher"
-    st.session_state[STATE_KEY] = s
     return s
 
 
@@ -125,7 +130,7 @@ def sign_in(password: str) -> bool:
 
 
 def sign_out() -> None:
-    for key in (ADMIN_KEY, TOKEN_KEY, STATE_KEY):
+    for key in (ADMIN_KEY, TOKEN_KEY):
         st.session_state.pop(key, None)
 
 
@@ -138,3 +143,40 @@ def _secrets():
 
 def password_problem() -> str | None:
     return auth.password_problem(auth.configured_password(_secrets()))
+
+
+STUDY_KEY = "cfv_study"
+
+
+def researcher_sidebar():
+    """Study picker + sign-out in the sidebar; returns (state, study name or None).
+    With no database yet, says so (the Setup page can create the study)."""
+    from cfviewer.ui import research
+
+    s = state()
+    if s.role != "researcher":  # a page opened without the role (defence in depth)
+        st.error("Researcher pages need the admin password.")
+        st.stop()
+    name = None
+    with st.sidebar:
+        if s.db is not None:
+            names = research.study_names(s.db)
+            chosen = research.pick_study(names, st.session_state.get(STUDY_KEY) or s.ctx.study_name)
+            if len(names) > 1:
+                chosen = st.selectbox("Study", names, index=names.index(chosen), key="cfv_study_pick")
+            st.session_state[STUDY_KEY] = chosen
+            name = chosen
+            if name:
+                st.caption(f"Study **{name}** · database `{s.ctx.sqlite_path or s.ctx.db_url}`")
+        if st.button("Sign out", icon=":material/logout:", key="cfv_signout"):
+            sign_out()
+            st.rerun()
+    return s, name
+
+
+def require_study(s: AppState, name: str | None) -> None:
+    """Stop the page with a clear empty state when there is no study yet."""
+    if s.db is None or not name:
+        msg = s.ctx.empty_state_message() if s.db is None else "This database holds no study yet."
+        st.info(f"{msg} You can also create one on the **Study setup** page.", icon=":material/folder_off:")
+        st.stop()

@@ -6,7 +6,7 @@ import streamlit as st
 from cfviewer.errors import CfviewerError
 from cfviewer.ui import components, reading, shell
 
-s = shell.state()
+s = shell.require_reader()
 reader = s.reader
 VIEW_KEY = "cfv_view"  # the read reached with Back (None: the resume point from the database)
 

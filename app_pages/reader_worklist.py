@@ -4,7 +4,7 @@ import streamlit as st
 
 from cfviewer.ui import components, reading, shell
 
-s = shell.state()
+s = shell.require_reader()
 reader = s.reader
 prog, nxt = reading.worklist(s.db, reader)
 

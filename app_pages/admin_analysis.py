@@ -1,0 +1,65 @@
+"""Analysis: paired Wilcoxon tests between two arms per stratum, descriptives, agreement and
+Plotly figures (cfviewer.analysis), over the study's answers."""
+
+import streamlit as st
+
+from cfviewer.analysis import STRATUM_KINDS, ZERO_METHODS
+from cfviewer.errors import CfviewerError
+from cfviewer.ui import research, resources, shell
+
+s, name = shell.researcher_sidebar()
+shell.require_study(s, name)
+st.title("Analysis")
+
+sim = st.toggle("Include simulated readers", value=False,
+                help="Simulated answers exist only to try the analysis; never report them.")
+df = research.responses_table(s.db, name, include_simulated=sim)
+if df.empty:
+    st.info("No answers yet" + ("" if sim else " from real readers (switch on simulated readers to try the "
+                                          "analysis on the demo)") + ".", icon=":material/hourglass_empty:")
+    st.stop()
+arms = sorted(df["arm"].unique())
+questions = list(dict.fromkeys(df["question"]))
+if len(arms) < 2:
+    st.info(f"Answers exist for one arm only ({arms[0]}); the comparison needs two.")
+    st.stop()
+c1, c2, c3, c4 = st.columns(4)
+arm_a = c1.selectbox("Reference arm (A)", arms, index=0)
+arm_b = c2.selectbox("Compared arm (B)", [a for a in arms if a != arm_a], index=0)
+zero = c3.selectbox("Zero differences (Wilcoxon)", ZERO_METHODS, index=ZERO_METHODS.index("pratt"),
+                    help="pratt: zeros ranked then dropped (default); wilcox: dropped before ranking; "
+                         "zsplit: ranks split between signs.")
+n_boot = c4.select_slider("Bootstrap resamples (CI of r)", [200, 500, 1000, 2000, 5000], value=2000)
+d1, d2 = st.columns(2)
+qsel = d1.multiselect("Questions", questions, default=questions)
+strata = d2.multiselect("Strata", list(STRATUM_KINDS), default=list(STRATUM_KINDS),
+                        help="all; stratum = true vs false positives; pathology; reader; case_mean = "
+                             "per-case means over readers.")
+if not qsel or not strata:
+    st.warning("Choose at least one question and one stratum.")
+    st.stop()
+try:
+    rep = resources.analysis_report(s.ctx.db_url, name, research.data_version(s.db, name), sim, arm_a, arm_b,
+                                    tuple(qsel), tuple(strata), zero, int(n_boot))
+except CfviewerError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.caption(f"{len(df)} answers from {df['reader'].nunique()} reader(s) on {df['case'].nunique()} cases. "
+           f"Differences are {arm_b} − {arm_a} per reader, case and question; p_holm is Holm-adjusted "
+           "over the whole table.")
+tabs = st.tabs(["Paired tests", "Figures", "Descriptives", "Agreement"])
+with tabs[0]:
+    st.dataframe(rep.comparison, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3g")
+                                for c in ("p", "p_holm", "statistic")})
+with tabs[1]:
+    for key, fig in rep.figures.items():
+        st.plotly_chart(fig, width="stretch", key=f"fig_{key}")
+with tabs[2]:
+    st.dataframe(rep.summary, hide_index=True, width="stretch")
+with tabs[3]:
+    st.markdown("**Quadratic weighted kappa between readers**")
+    st.dataframe(rep.kappa, hide_index=True, width="stretch")
+    st.markdown("**Krippendorff's alpha (ordinal)**")
+    st.dataframe(rep.alpha, hide_index=True, width="stretch")

@@ -1,0 +1,128 @@
+"""The explainer sandbox (researcher page): run explainers live on one image, side by side,
+with timings. This is the one page that runs models; torch is imported lazily here."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cfviewer.errors import CfviewerError, ImageLoadError
+
+UPLOAD_TYPES = ["dcm", "dicom", "png", "jpg", "jpeg", "npy"]
+
+
+@dataclass
+class SandboxResult:
+    name: str
+    seconds: float
+    error: str | None = None
+    overlay_png: bytes | None = None
+    gif: bytes | None = None
+    pred_original: float | None = None
+    pred_reconstruction: float | None = None
+    pred_counterfactual: float | None = None
+    timings: dict[str, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def load_upload(filename: str, data: bytes) -> np.ndarray:
+    """An uploaded DICOM / PNG / JPEG / .npy as float32 H x W in [-1024, 1024]."""
+    from cfviewer import imaging
+
+    if not data:
+        raise ImageLoadError(filename, "the uploaded file is empty")
+    suffix = Path(filename).suffix.lower() or ".bin"
+    with tempfile.TemporaryDirectory(prefix="cfviewer-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return imaging.load(path)
+        except ImageLoadError as exc:
+            raise ImageLoadError(filename, exc.reason) from None
+
+
+def case_image(db, study_name: str, case_key: str) -> np.ndarray:
+    from sqlalchemy import select
+
+    from cfviewer.study.cohort import load_case_image
+    from cfviewer.study.schema import Case
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        st = get_study(s, study_name)
+        case = s.scalars(select(Case).where(Case.study_id == st.id, Case.case_key == case_key)).first()
+        if case is None:
+            raise CfviewerError(f"study {study_name!r} has no case {case_key!r}")
+        return load_case_image(st, case)
+
+
+def cohort_cases(db, study_name: str) -> list[tuple[str, str, str]]:
+    """(case key, pathology judged, TP/FP) of the cohort, in drawing order."""
+    from sqlalchemy import select
+
+    from cfviewer.study.schema import Case, CohortItem
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        st = get_study(s, study_name)
+        return [(k, p, t) for k, p, t in s.execute(
+            select(Case.case_key, CohortItem.pathology, CohortItem.stratum)
+            .join(Case, Case.id == CohortItem.case_id)
+            .where(CohortItem.study_id == st.id).order_by(CohortItem.position))]
+
+
+def run_explainers(bundle: Any, image: np.ndarray, target: str, names: Sequence[str],
+                   params: Mapping[str, Mapping[str, Any]] | None = None, *, opacity: float = 0.6,
+                   tile: int = 384, gif_size: int = 320) -> list[SandboxResult]:
+    """Explain `target` on `image` with each explainer; one failure does not stop the others
+    (its message is in the result)."""
+    from PIL import Image
+
+    from cfviewer.explain import get_explainer
+    from cfviewer.explain.render import overlay, write_gif
+    from cfviewer.ui.viewer import png_bytes
+
+    bundle.target_index(target)  # unknown pathology: a clear error before any work
+    out: list[SandboxResult] = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            e = get_explainer(name, bundle, **dict((params or {}).get(name, {}))).explain(image, target)
+            seconds = time.perf_counter() - t0
+            rgb = overlay(e.image, e.map, opacity=opacity)
+            ov = png_bytes(Image.fromarray(rgb).resize((tile, tile), Image.BICUBIC))
+            gif = None
+            if e.frames is not None and len(e.frames):
+                with tempfile.TemporaryDirectory(prefix="cfviewer-gif-") as tmp:
+                    gif = write_gif(e, Path(tmp) / "a.gif", size=gif_size).read_bytes()
+            out.append(SandboxResult(
+                name, seconds, None, ov, gif, float(e.pred_original),
+                None if e.pred_reconstruction is None else float(e.pred_reconstruction),
+                None if e.frame_preds is None else float(e.frame_preds[0]),
+                {k: float(v) for k, v in e.timings.items()}))
+        except CfviewerError as exc:
+            out.append(SandboxResult(name, time.perf_counter() - t0, str(exc)))
+        except Exception as exc:  # a method bug must not take the page down
+            out.append(SandboxResult(name, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def timing_table(results: Sequence[SandboxResult]):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "explainer": r.name,
+        "seconds": round(r.seconds, 3),
+        "prediction": r.pred_original,
+        "on reconstruction": r.pred_reconstruction,
+        "on counterfactual": r.pred_counterfactual,
+        "status": "ok" if r.ok else r.error,
+    } for r in results])
