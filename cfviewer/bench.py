@@ -331,7 +331,6 @@ class _LatentShiftShare:
                 chunk = todo[i : i + batch]
                 for c, e in zip(chunk, ls.explain_batch([c.image for c in chunk],
                                                         [c.target for c in chunk])):
-                    e.frames = e.frames.astype(np.float16)  # halves the cache; maps in float32
                     self.cache[(key[0], state, c.uid)] = e
             if state == "trained":
                 self.seconds += time.perf_counter() - t0
@@ -360,10 +359,10 @@ def _method_maps(explainer: Any, share: _LatentShiftShare, bundle: Any, state: s
         else:
             base = share.base(key, bundle, state, chunk, batch)
             if isinstance(explainer, LatentShiftExplainer):
-                out = [frames_to_map(e.frames.astype(np.float32), e.lambdas, explainer.params["map"])
+                out = [frames_to_map(e.frames, e.lambdas, explainer.params["map"])
                        for e in base]
             else:
-                x_s = [e.frames[int(np.argmin(np.abs(e.lambdas)))].astype(np.float32) for e in base]
+                x_s = [e.frames[int(np.argmin(np.abs(e.lambdas)))] for e in base]
                 x_a = [e.counterfactual for e in base]
                 out = [e.map for e in explainer.explain_batch(
                     [c.image for c in chunk], [c.target for c in chunk], x_s=x_s, x_a=x_a)]

@@ -1,0 +1,177 @@
+"""The explainer benchmark (`cfviewer bench`) and the shared markdown sections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cfviewer.bench import (
+    BenchOptions,
+    _LatentShiftShare,
+    _method_maps,
+    _training_seed_overlap,
+    bench_seeds,
+    make_cases,
+    make_grids,
+    run_bench,
+)
+from cfviewer.bench_report import BenchReportError, read_section, render_markdown, write_section
+from cfviewer.cli import main
+
+
+# ---------------------------------------------------------------------- write_section
+def test_write_section_creates_replaces_and_appends(tmp_path):
+    md = tmp_path / "docs" / "benchmarks.md"
+    write_section(md, "explainers", "first")
+    assert md.read_text() == "<!-- section:explainers -->\nfirst\n<!-- /section:explainers -->\n"
+
+    md.write_text("# Benchmarks\n\nintro\n\n" + md.read_text() + "\ntrailer\n")
+    write_section(md, "imaging", "| a |\n|---|\n| 1 |")
+    write_section(md, "explainers", "second\nline")
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nintro\n\n<!-- section:explainers -->\nsecond\nline\n")
+    assert "first" not in text and "trailer" in text
+    assert text.count("<!-- section:explainers -->") == 1
+    assert text.index("trailer") < text.index("<!-- section:imaging -->")
+    assert read_section(md, "imaging") == "| a |\n|---|\n| 1 |"
+    assert read_section(md, "explainers") == "second\nline"
+    assert read_section(md, "absent") is None
+
+    write_section(md, "imaging", "2")  # replacing keeps everything else byte-identical
+    assert md.read_text() == text.replace("| a |\n|---|\n| 1 |", "2")
+
+
+def test_write_section_refuses_broken_input(tmp_path):
+    md = tmp_path / "b.md"
+    md.write_text("<!-- section:x -->\nno end\n")
+    with pytest.raises(BenchReportError, match="never closes"):
+        write_section(md, "x", "new")
+    assert md.read_text() == "<!-- section:x -->\nno end\n"
+    with pytest.raises(BenchReportError, match="section name"):
+        write_section(md, "a b", "text")
+    with pytest.raises(BenchReportError, match="not a file"):
+        write_section(tmp_path, "x", "text")
+
+
+# ---------------------------------------------------------------------- cases
+def test_cases_cycle_over_pathologies_with_masks():
+    from cfviewer import PATHOLOGIES
+
+    cases, skipped = make_cases(12, seed=3, size=64, pathologies=PATHOLOGIES)
+    assert len(cases) + sum(skipped.values()) == 12
+    if not skipped:
+        assert [c.target for c in cases] == list(PATHOLOGIES) * 2
+    for c in cases:
+        assert c.image.shape == (64, 64) and c.mask.shape == (64, 64)
+        assert c.mask.any() and not c.mask.all()
+    # Deterministic and disjoint from a training set's seed stream.
+    again, _ = make_cases(12, seed=3, size=64, pathologies=PATHOLOGIES)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(cases, again))
+    from cfviewer.phantoms import image_seeds
+
+    assert not set(bench_seeds(200, 0).tolist()) & set(image_seeds(20000, 0).tolist())
+
+
+def test_training_seed_overlap_reads_training_meta():
+    class Fake:
+        meta = {"training": {"data_seeds": {"train": 11, "val": 12}, "n_train": 500, "n_val": 50}}
+
+    assert _training_seed_overlap(Fake(), bench_seeds(50, 0)) == 0
+    Fake.meta = {}
+    assert _training_seed_overlap(Fake(), bench_seeds(50, 0)) is None
+
+
+def test_grids_have_exactly_one_positive_cell():
+    grids = make_grids(1, seed=0, size=64, pathologies=["Mass", "Cardiomegaly"])
+    assert len(grids) == 2
+    for case, cell in grids:
+        assert case.image.shape == (64, 64) and cell in (0, 1, 2, 3)
+
+
+# ---------------------------------------------------------------------- runner
+@pytest.fixture(scope="module")
+def bundle64():
+    from cfviewer.models import random_bundle
+
+    return random_bundle(resolution=64, seed=0)
+
+
+def test_shared_latentshift_frames_reproduce_each_methods_own_explain(bundle64):
+    from cfviewer.explain import get_explainer
+    from cfviewer import PATHOLOGIES
+
+    cases, _ = make_cases(2, seed=5, size=64, pathologies=PATHOLOGIES)
+    share = _LatentShiftShare()
+    for name in ("latentshift-mean", "adversarial_fi-v2_smooth", "adversarial_diff_x"):
+        ex = get_explainer(name, bundle64)
+        shared = _method_maps(ex, share, bundle64, "trained", cases, batch=2)
+        own = np.stack([ex.explain(c.image, c.target).map for c in cases])
+        np.testing.assert_allclose(shared, own, rtol=1e-4, atol=1e-4 * np.abs(own).max())
+    assert share.computed == len(cases)  # one search per case, shared by all three methods
+
+
+def test_a_failing_method_is_reported_not_hidden(bundle64):
+    from cfviewer.explain import base as explain_base
+
+    class Broken(explain_base.Explainer):
+        name = "broken-test"
+
+        def _explain_tensors(self, x, targets, idx, **kwargs):
+            raise RuntimeError("deliberately broken")
+
+    explain_base.list_explainers()
+    explain_base.register("broken-test", Broken)
+    try:
+        opts = BenchOptions.quick_mode(n=2, methods=["gradient", "broken-test"], progress=False,
+                                       randomization_cases=0, confounder_cases=0, grids_per_pathology=0)
+        result = run_bench(bundle64, opts)
+    finally:
+        explain_base._REGISTRY.pop("broken-test", None)
+    by = {m.name: m for m in result.methods}
+    assert by["gradient"].ran and len(by["gradient"].loc) == len(result.cases)
+    assert "deliberately broken" in by["broken-test"].error
+    md = render_markdown(result)
+    assert "`broken-test`: not run: failed during localisation: RuntimeError: deliberately broken" in md
+
+
+def test_cli_bench_quick_end_to_end(tmp_path, bundle64):
+    bdir = bundle64.save(tmp_path / "bundle")
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\n<!-- section:imaging -->\nkeep me\n<!-- /section:imaging -->\n")
+    methods = ["gradient", "guided_backprop", "latentshift", "latentshift-max",
+               "adversarial_fi-v2_smooth", "adversarial_diff"]
+    rc = main(["bench", "--quick", "--bundle", str(bdir), "--out", str(out), "--no-progress",
+               "--methods", *methods])
+    assert rc == 0
+    text = out.read_text()
+    assert "keep me" in text
+    section = read_section(out, "explainers")
+    assert section is not None and "cfviewer bench --quick" in section
+    for heading in ("### 1. Localisation", "### 2. Faithfulness", "### 3. Sanity",
+                    "### 4. Confounder", "### 5. Class sensitivity", "### 6. Speed",
+                    "### Claims"):
+        assert heading in section
+    assert "`latentshift-max`: same explainer as `latentshift`" in section
+    for m in ("gradient", "guided_backprop", "latentshift", "adversarial_fi-v2_smooth",
+              "adversarial_diff", "random (reference)"):
+        assert f"| `{m}` |" in section
+    assert "1. *Latent Shift decorrelates faster" in section
+    assert "not measurable" not in section  # both claims were computed
+    assert "2 CPUs" in section or "CPUs" in section
+
+    # A second run replaces the section instead of appending another one.
+    rc = main(["bench", "--quick", "--bundle", str(bdir), "--out", str(out), "--no-progress",
+               "--methods", "gradient"])
+    assert rc == 0
+    assert out.read_text().count("<!-- section:explainers -->") == 1
+    assert "| `latentshift` |" not in read_section(out, "explainers")
+
+
+def test_cli_bench_user_errors(tmp_path, capsys, bundle64):
+    bdir = bundle64.save(tmp_path / "bundle")
+    rc = main(["bench", "--quick", "--bundle", str(bdir), "--out", str(tmp_path / "b.md"),
+               "--methods", "no-such-method", "--no-progress"])
+    assert rc == 2
+    assert "unknown method(s) no-such-method" in capsys.readouterr().err
+    rc = main(["bench", "--quick", "--bundle", str(tmp_path / "missing"), "--out", str(tmp_path / "b.md")])
+    assert rc == 2
