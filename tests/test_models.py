@@ -58,7 +58,7 @@ def test_classifier_params_in_budget():
 
 def test_autoencoder_shapes_and_range():
     torch.manual_seed(0)
-    ae = ResNetAE(widths=(8, 16, 16, 16, 16), latent_channels=8, stem_width=8).eval()
+    ae = ResNetAE(widths=(8, 16, 16, 16, 16), latent_channels=8).eval()
     x = _images(2, 224)
     z = ae.encode(x)
     assert z.shape == (2, 8, 7, 7)
@@ -70,7 +70,7 @@ def test_autoencoder_shapes_and_range():
 
 
 def test_autoencoder_rejects_indivisible_size():
-    ae = ResNetAE(widths=(8, 8), latent_channels=4, stem_width=4)
+    ae = ResNetAE(widths=(8, 8), latent_channels=4)
     with pytest.raises(ValueError, match="divisible by 4"):
         ae.encode(torch.zeros(1, 1, 30, 30))
 

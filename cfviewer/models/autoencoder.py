@@ -62,17 +62,20 @@ class UpBlock(nn.Module):
 class ResNetAE(nn.Module):
     """Residual convolutional autoencoder.
 
+    The first level is a strided 4 x 4 convolution and the last decoder step a sub-pixel
+    convolution (PixelShuffle), so no layer runs at full resolution: that keeps training and
+    the many decoder passes of a Latent Shift search affordable on a CPU.
+
     Args:
-        widths: encoder channels after each x2 downsampling (the decoder mirrors them).
+        widths: channels after each x2 downsampling (the first one is the stem); the decoder
+            mirrors them. The latent side is R / 2**len(widths).
         latent_channels: channels of the latent z.
-        stem_width: channels at full resolution.
     """
 
     def __init__(
         self,
         widths: Sequence[int] = (16, 32, 64, 128, 128),
         latent_channels: int = 32,
-        stem_width: int = 16,
     ):
         super().__init__()
         if not widths:
@@ -80,16 +83,15 @@ class ResNetAE(nn.Module):
         self._config: dict[str, Any] = {
             "widths": list(widths),
             "latent_channels": int(latent_channels),
-            "stem_width": int(stem_width),
         }
         self.downsampling = 2 ** len(widths)
         enc: list[nn.Module] = [
-            nn.Conv2d(1, stem_width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(stem_width),
+            nn.Conv2d(1, widths[0], 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]
-        c = stem_width
-        for w in widths:
+        c = widths[0]
+        for w in widths[1:]:
             enc.append(ResBlock(c, w, stride=2))
             c = w
         enc.append(nn.Conv2d(c, latent_channels, 1))
@@ -100,11 +102,10 @@ class ResNetAE(nn.Module):
             nn.BatchNorm2d(c),
             nn.ReLU(),
         ]
-        outs = list(widths[-2::-1]) + [stem_width]
-        for w in outs:
+        for w in widths[-2::-1]:
             dec.append(UpBlock(c, w))
             c = w
-        dec.append(nn.Conv2d(c, 1, 3, padding=1))
+        dec += [nn.Conv2d(c, 4, 3, padding=1), nn.PixelShuffle(2)]
         self.decoder = nn.Sequential(*dec)
 
     def config(self) -> dict[str, Any]:

@@ -369,7 +369,7 @@ def random_bundle(
             if isinstance(m, nn.BatchNorm2d):
                 nn.init.uniform_(m.weight, 0.5, 1.5)
         ae = (
-            ResNetAE(widths=(8, 16, 16, 16), latent_channels=8, stem_width=8) if autoencoder else None
+            ResNetAE(widths=(8, 16, 16, 16), latent_channels=8) if autoencoder else None
         )
     finally:
         torch.random.set_rng_state(gen_state)
