@@ -232,3 +232,18 @@ def test_cli_model_card_writes_markdown(tiny_bundle, tmp_path):
     assert rc == 0 and out.read_text().startswith("# Model card")
     assert json.loads((tmp_path / "card.json").read_text())["n"] == 20
     assert cli_main(["model-card", "--bundle", str(tmp_path / "missing")]) == 2
+
+
+def test_gaussian_blur_matches_scipy_inside_and_keeps_sigma_zero():
+    from scipy.ndimage import gaussian_filter
+
+    from cfviewer.models.data import gaussian_blur
+
+    x = torch.randn(3, 1, 40, 40, generator=torch.Generator().manual_seed(0)) * 300
+    y = gaussian_blur(x, torch.tensor([0.0, 1.0, 1.5]))
+    torch.testing.assert_close(y[0], x[0])
+    for i, s in ((1, 1.0), (2, 1.5)):
+        ref = gaussian_filter(x[i, 0].numpy().astype(np.float64), s, truncate=5.0)
+        inner = (slice(8, -8), slice(8, -8))
+        assert np.abs(ref[inner] - y[i, 0].numpy()[inner]).max() < 0.02 * 300
+    assert y[2].std() < x[2].std()

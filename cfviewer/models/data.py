@@ -114,10 +114,14 @@ def augment(
     contrast: float = 0.1,
     brightness: float = 40.0,
     noise: float = 10.0,
+    blur_prob: float = 0.0,
+    blur_sigma: float = 1.5,
 ) -> torch.Tensor:
     """Light augmentation of N x 1 x R x R images in [-1024, 1024]: small random affine
     (shift as a fraction of the side, rotation, isotropic scale; no flips, laterality
-    matters), contrast/brightness jitter and Gaussian noise. Deterministic given the generator."""
+    matters), contrast/brightness jitter, with probability ``blur_prob`` a Gaussian blur of
+    sigma uniform in (0, ``blur_sigma``] pixels (radiographs vary in sharpness), and Gaussian
+    noise. Deterministic given the generator."""
     n = x.shape[0]
     dev = x.device
 
@@ -138,6 +142,25 @@ def augment(
     c = (1.0 + u(-contrast, contrast)).view(n, 1, 1, 1)
     b = u(-brightness, brightness).view(n, 1, 1, 1)
     out = out * c + b
+    if blur_prob > 0:
+        sig = u(0.0, blur_sigma).clamp_min(1e-3) * (u(0.0, 1.0) < blur_prob).to(x.dtype)
+        out = gaussian_blur(out, sig)
     if noise > 0:
         out = out + torch.randn(out.shape, generator=generator).to(dev) * noise
     return out.clamp(-1024.0, 1024.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image separable Gaussian blur of N x 1 x H x W with sigma (N,) in pixels
+    (sigma 0 = unchanged); reflect padding."""
+    n = x.shape[0]
+    radius = max(1, int(math.ceil(3 * float(sigma.max())))) if n else 1
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).view(n, 1)
+    k = torch.exp(-0.5 * (t.view(1, -1) / s.clamp_min(1e-3)) ** 2)
+    k = torch.where(s > 1e-3, k, (t.view(1, -1) == 0).to(x.dtype))
+    k = k / k.sum(1, keepdim=True)
+    y = F.pad(x.transpose(0, 1), (radius, radius, radius, radius), mode="reflect")  # 1 x N x H' x W'
+    y = F.conv2d(y, k.view(n, 1, 1, -1), groups=n)
+    y = F.conv2d(y, k.view(n, 1, -1, 1), groups=n)
+    return y.transpose(0, 1)

@@ -503,7 +503,9 @@ def run_training(
     else:
         ae_result = fit(
             ae, autoencoder_loss(config.ae_l2_weight), train, config.autoencoder_training,
-            stage="autoencoder", seed=config.seed, device=dev, augment_kwargs=config.augment,
+            stage="autoencoder", seed=config.seed, device=dev,
+            # the autoencoder reconstructs sharp images: no blur augmentation for it
+            augment_kwargs={**config.augment, "blur_prob": 0.0},
             use_augment=config.augment_autoencoder, evaluate=eval_ae, resume_state=stage_state,
             save_state=save_with(finished), checkpoint_every=config.checkpoint_every,
             stop_after_steps=ae_stop, progress=progress,
