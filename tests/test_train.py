@@ -247,3 +247,27 @@ def test_gaussian_blur_matches_scipy_inside_and_keeps_sigma_zero():
         inner = (slice(8, -8), slice(8, -8))
         assert np.abs(ref[inner] - y[i, 0].numpy()[inner]).max() < 0.02 * 300
     assert y[2].std() < x[2].std()
+
+
+def test_resume_after_autoencoder_change_reuses_classifier(tiny_data, tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    first = run_training(cfg, tmp_path / "a", work_dir=tmp_path / "w", progress=False,
+                         data=tiny_data, device="cpu", log=lambda s: None)
+    changed = TrainConfig.from_dict({**TINY, "ae_classifier_weight": 0.5,
+                                     "autoencoder": dict(widths=[8, 16, 16], latent_channels=4)})
+    assert changed.classifier_fingerprint() == cfg.classifier_fingerprint()
+    assert changed.fingerprint() != cfg.fingerprint()
+    logs: list[str] = []
+    second = run_training(changed, tmp_path / "b", work_dir=tmp_path / "w", progress=False,
+                          data=tiny_data, device="cpu", resume=True, log=logs.append)
+    assert any("reusing" in s for s in logs)
+    for (k, v), (_, w) in zip(first.classifier.state_dict().items(), second.classifier.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    assert second.autoencoder.config()["latent_channels"] == 4
+    losses = _losses(second, "autoencoder")
+    assert losses[-1] < losses[0]
+    # a classifier change is not silently accepted
+    other = TrainConfig.from_dict({**TINY, "classifier_training": dict(epochs=3, batch_size=16)})
+    with pytest.raises(TrainConfigError, match="another training config"):
+        run_training(other, tmp_path / "c", work_dir=tmp_path / "w", progress=False,
+                     data=tiny_data, device="cpu", resume=True, log=lambda s: None)

@@ -73,6 +73,7 @@ class TrainConfig:
     classifier_training: StageConfig = field(default_factory=StageConfig)
     autoencoder_training: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))
     ae_l2_weight: float = 1.0
+    ae_classifier_weight: float = 0.0  # optional classifier-consistency term (0 = paper's loss)
     augment: dict[str, float] = field(default_factory=dict)    # data.augment kwargs
     augment_autoencoder: bool = True
     thresholds: str = "youden"                                  # or "fixed" (0.5)
@@ -122,6 +123,16 @@ class TrainConfig:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+    CLASSIFIER_KEYS = ("resolution", "seed", "n_train", "n_val", "phantoms", "classifier",
+                       "classifier_training", "augment")
+
+    def classifier_fingerprint(self) -> str:
+        """Hash of the settings the classifier stage depends on: a checkpoint whose classifier
+        was trained with the same ones is reused when only autoencoder settings changed."""
+        d = self.to_dict()
+        doc = {k: d[k] for k in self.CLASSIFIER_KEYS}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
     def validate(self, source: str = "config") -> None:
         def bad(msg: str) -> TrainConfigError:
             return TrainConfigError(f"{source}: {msg}")
@@ -140,6 +151,8 @@ class TrainConfig:
             st: StageConfig = getattr(self, name)
             if st.epochs < 0 or st.batch_size < 1 or st.lr <= 0:
                 raise bad(f"{name}: epochs >= 0, batch_size >= 1 and lr > 0 are required")
+        if self.ae_classifier_weight < 0:
+            raise bad("ae_classifier_weight must be >= 0")
         if self.thresholds not in ("youden", "fixed"):
             raise bad(f"thresholds {self.thresholds!r}: use 'youden' or 'fixed'")
 
@@ -182,9 +195,11 @@ class StageResult:
 class Checkpointer:
     """Saves/loads the training state of one run in ``work_dir/checkpoint.pt``."""
 
-    def __init__(self, work_dir: Path, fingerprint: str):
+    def __init__(self, work_dir: Path, fingerprint: str, classifier_fingerprint: str | None = None):
         self.path = Path(work_dir) / CHECKPOINT
         self.fingerprint = fingerprint
+        self.classifier_fingerprint = classifier_fingerprint
+        self.reused_classifier = False
 
     def load(self) -> dict[str, Any] | None:
         if not self.path.is_file():
@@ -196,6 +211,13 @@ class Checkpointer:
                 f"checkpoint {self.path} is unreadable ({exc}); delete it or run without --resume"
             ) from None
         if state.get("fingerprint") != self.fingerprint:
+            finished = state.get("finished", {})
+            if (self.classifier_fingerprint is not None
+                    and state.get("classifier_fingerprint") == self.classifier_fingerprint
+                    and "classifier" in finished):
+                # only autoencoder settings changed: keep the trained classifier
+                self.reused_classifier = True
+                return {"stage": "autoencoder-start", "finished": {"classifier": finished["classifier"]}}
             raise TrainConfigError(
                 f"checkpoint {self.path} belongs to another training config; run without "
                 "--resume to start over (or restore the config it was made with)"
@@ -204,7 +226,8 @@ class Checkpointer:
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        state = {**state, "fingerprint": self.fingerprint}
+        state = {**state, "fingerprint": self.fingerprint,
+                 "classifier_fingerprint": self.classifier_fingerprint}
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save(state, tmp)
         tmp.replace(self.path)
@@ -332,9 +355,22 @@ def classifier_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
     return F.binary_cross_entropy_with_logits(model.logits(x), y)
 
 
-def autoencoder_loss(l2_weight: float) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+def autoencoder_loss(
+    l2_weight: float, classifier: nn.Module | None = None, classifier_weight: float = 0.0
+) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Elastic-net reconstruction loss (Latent Shift paper); with ``classifier_weight`` > 0 plus
+    a classifier-consistency term: BCE between the frozen classifier's probabilities on D(E(x))
+    and on x, so that reconstructions keep what the classifier sees."""
+
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return elastic_loss(model(x), x, l2_weight=l2_weight)
+        recon = model(x)
+        value = elastic_loss(recon, x, l2_weight=l2_weight)
+        if classifier is not None and classifier_weight > 0:
+            with torch.no_grad():
+                target = classifier(x)
+            value = value + classifier_weight * F.binary_cross_entropy_with_logits(
+                classifier.logits(recon), target)
+        return value
 
     return loss
 
@@ -415,10 +451,13 @@ def run_training(
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
     seeds = config.data_seeds()
-    ckpt = Checkpointer(work, config.fingerprint())
+    ckpt = Checkpointer(work, config.fingerprint(), config.classifier_fingerprint())
     saved = ckpt.load() if resume else None
     if resume and saved is None:
         log(f"no checkpoint in {work}: starting from the beginning")
+    if ckpt.reused_classifier:
+        log("only autoencoder settings changed since the checkpoint: reusing its trained "
+            "classifier, training the autoencoder from the beginning")
     if not resume and ckpt.path.exists():
         ckpt.path.unlink()
     run_t0 = time.perf_counter()
@@ -497,12 +536,18 @@ def run_training(
         mae = float((rec - val.images.float()).abs().mean())
         return {"val_mae": mae}
 
+    frozen = None
+    if config.ae_classifier_weight > 0:
+        frozen = Classifier(**config.classifier).to(dev)
+        frozen.load_state_dict(clf.state_dict())
+        frozen.eval().requires_grad_(False)
     if "autoencoder" in finished:
         ae.load_state_dict(finished["autoencoder"]["model"])
         ae_result = StageResult(finished["autoencoder"]["history"], finished["autoencoder"]["seconds"], 0)
     else:
         ae_result = fit(
-            ae, autoencoder_loss(config.ae_l2_weight), train, config.autoencoder_training,
+            ae, autoencoder_loss(config.ae_l2_weight, frozen, config.ae_classifier_weight), train,
+            config.autoencoder_training,
             stage="autoencoder", seed=config.seed, device=dev,
             # the autoencoder reconstructs sharp images: no blur augmentation for it
             augment_kwargs={**config.augment, "blur_prob": 0.0},
