@@ -189,6 +189,10 @@ def test_export_long_format_and_manifest(built, tmp_path):
     assert set(df["stratum"]) <= {"TP", "FP"} and set(df["question"]) == set(ANS)
     assert df["methods"].iloc[0] in ("gradient+guided_backprop+integrated_gradients", "latentshift-max")
     assert df["order"].tolist() == sorted(df["order"].tolist())
+    with built.db.read() as s:
+        first = s.scalars(select(Response).order_by(Response.id)).first()
+    assert df["submitted_at"].iloc[0] == pd.Timestamp(first.submitted_at)
+    assert str(df["submitted_at"].dt.tz) == "UTC" and (df["duration_s"] >= 0).all()
     back = pd.read_parquet(tmp_path / "out/responses.parquet")
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
     csv = pd.read_csv(tmp_path / "out/responses.csv")
