@@ -192,7 +192,7 @@ def test_export_long_format_and_manifest(built, tmp_path):
     with built.db.read() as s:
         first = s.scalars(select(Response).order_by(Response.id)).first()
     assert df["submitted_at"].iloc[0] == pd.Timestamp(first.submitted_at)
-    assert str(df["submitted_at"].dt.tz) == "UTC" and (df["duration_s"] >= 0).all()
+    assert str(df["submitted_at"].dt.tz) == "UTC" and df["duration_s"].isna().all()  # never marked shown
     back = pd.read_parquet(tmp_path / "out/responses.parquet")
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
     csv = pd.read_csv(tmp_path / "out/responses.csv")
