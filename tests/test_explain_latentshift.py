@@ -205,13 +205,21 @@ def test_fix_range_skips_the_search():
 
 
 def test_batch_equals_single(rb):
-    imgs = [phantom_like(5), phantom_like(6)]
+    imgs = [phantom_like(5), phantom_like(6), phantom_like(7)]
+    targets = ["Mass", "Effusion", "Cardiomegaly"]
     ex = get_explainer("latentshift-int", rb)
-    batch = ex.explain_batch(imgs, ["Mass", "Effusion"])
-    for img, t, eb in zip(imgs, ["Mass", "Effusion"], batch):
+    batch = ex.explain_batch(imgs, targets)
+    for img, t, eb in zip(imgs, targets, batch):
         es = ex.explain(img, t)
-        np.testing.assert_allclose(eb.map, es.map, rtol=1e-4, atol=1e-4)
+        assert eb.target == t
         np.testing.assert_array_equal(eb.lambdas, es.lambdas)
+        np.testing.assert_allclose(eb.frame_preds, es.frame_preds, atol=1e-5)
+        np.testing.assert_allclose(eb.map, es.map, rtol=1e-3, atol=1e-2)
+        assert eb.evaluations["decoder"] == es.evaluations["decoder"]
+    # the searches ran in lock step: no more passes than the longest single search
+    assert max(e.evaluations["search_passes"] for e in batch) == max(
+        ex.explain(i, t).evaluations["search_passes"] for i, t in zip(imgs, targets)
+    )
 
 
 def test_errors_name_the_input_and_the_fix(rb):

@@ -47,7 +47,8 @@ class Explanation:
         timings: seconds per stage, ``"total"`` included.
         evaluations: image evaluations per network (``"classifier"``, ``"decoder"``,
             ``"encoder"``, ``"backward"`` = images back-propagated, ``"passes"`` = batched
-            forward passes), plus method-specific counts.
+            forward passes this image took part in -- shared with the other images of an
+            ``explain_batch`` call), plus method-specific counts.
     """
 
     method: str

@@ -62,8 +62,9 @@ counterfactual is the frame at the lower bound. Maps (paper appendix B, referenc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 import torch
@@ -146,13 +147,13 @@ class StopRules:
 
 @dataclass
 class ShiftCache:
-    """Decoded images x_lambda = D(z + lambda dz) and their target predictions, by lambda.
-
-    One image (z: 1 x ...). ``evaluate`` decodes and classifies all missing lambdas in one
-    batched pass (chunks of ``max_batch``) and counts evaluations."""
+    """Decoded images x_lambda = D(z + lambda dz) and their target predictions, by lambda,
+    for one image (z: 1 x ...). :func:`evaluate_shifts` fills several caches in shared
+    batched decoder + classifier passes and counts the evaluations of each."""
 
     decode: Callable[[torch.Tensor], torch.Tensor]
-    classify: Callable[[torch.Tensor], torch.Tensor]
+    classifier: Callable[[torch.Tensor], torch.Tensor]  # N x C probabilities
+    target: int
     z: torch.Tensor
     dz: torch.Tensor
     x0: torch.Tensor  # 1 x 1 x R x R, the lambda = 0 image
@@ -160,7 +161,6 @@ class ShiftCache:
     images: dict[float, torch.Tensor] = field(default_factory=dict)
     preds: dict[float, float] = field(default_factory=dict)
     pixel_diffs: dict[float, float] = field(default_factory=dict)
-    order: list[float] = field(default_factory=list)
     n_decoded: int = 0
     n_passes: int = 0
 
@@ -169,25 +169,39 @@ class ShiftCache:
         self.images[lam] = image
         self.preds[lam] = float(pred)
         self.pixel_diffs[lam] = float((self.x0[0, 0] - image).abs().sum())
-        self.order.append(lam)
 
-    @torch.no_grad()
     def evaluate(self, lambdas: Sequence[float]) -> None:
-        todo = []
+        evaluate_shifts([self], [lambdas])
+
+
+@torch.no_grad()
+def evaluate_shifts(caches: Sequence[ShiftCache], requests: Sequence[Sequence[float]]) -> None:
+    """Decode + classify every requested lambda missing from its cache, all images together
+    in passes of at most ``caches[0].max_batch`` images."""
+    items: list[tuple[ShiftCache, float]] = []
+    for cache, lambdas in zip(caches, requests):
+        seen: set[float] = set()
         for lam in lambdas:
             lam = float(lam)
-            if lam not in self.images and lam not in todo:
-                todo.append(lam)
-        for start in range(0, len(todo), self.max_batch):
-            chunk = todo[start : start + self.max_batch]
-            lam_t = torch.tensor(chunk, dtype=self.z.dtype, device=self.z.device)
-            zs = self.z + lam_t.view(-1, *([1] * (self.z.ndim - 1))) * self.dz
-            xs = self.decode(zs)
-            ps = self.classify(xs).double().cpu().numpy()
-            self.n_decoded += len(chunk)
-            self.n_passes += 1
-            for j, lam in enumerate(chunk):
-                self.put(lam, xs[j, 0], float(ps[j]))
+            if lam not in cache.images and lam not in seen:
+                seen.add(lam)
+                items.append((cache, lam))
+    if not items:
+        return
+    first = items[0][0]
+    for start in range(0, len(items), first.max_batch):
+        chunk = items[start : start + first.max_batch]
+        zs = torch.cat([c.z + lam * c.dz for c, lam in chunk])
+        xs = first.decode(zs)
+        probs = first.classifier(xs)
+        rows = torch.arange(len(chunk), device=probs.device)
+        cols = torch.as_tensor([c.target for c, _ in chunk], device=probs.device)
+        ps = probs[rows, cols].double().cpu().numpy()
+        for j, (c, lam) in enumerate(chunk):
+            c.put(lam, xs[j, 0], float(ps[j]))
+            c.n_decoded += 1
+        for c in {id(c): c for c, _ in chunk}.values():
+            c.n_passes += 1
 
 
 @dataclass
@@ -199,17 +213,19 @@ class SearchResult:
     passes: int
 
 
-def search_bound(
+SearchSteps = Generator[list, None, SearchResult]
+
+
+def search_steps(
     cache: ShiftCache,
     seq: Sequence[float],
     rules: StopRules,
-    batch: int = 8,
+    batch: int = 4,
     stride: int = 1,
-) -> SearchResult:
-    """First index of ``seq`` at which a rule fires, evaluating ``batch`` candidates per pass.
-
-    ``stride=1``: every candidate, exact (same bound as the sequential walk).
-    ``stride>1``: bracket, then scan from one bracket back step by step (module docstring)."""
+) -> SearchSteps:
+    """The search as a generator: it yields the lambdas it needs next (the caller evaluates
+    them into ``cache``, possibly together with other images' requests) and returns the
+    :class:`SearchResult`. See :func:`search_bound`."""
     n0, p0 = cache.n_decoded, cache.n_passes
     preds, diffs = cache.preds, cache.pixel_diffs
 
@@ -230,7 +246,7 @@ def search_bound(
         while len(cand) < batch and k < last:
             k = min(k + step, last)
             cand.append(k)
-        cache.evaluate([seq[i] for i in cand])
+        yield [seq[i] for i in cand]
         for c in cand:
             prev = pos
             if step == 1:
@@ -246,7 +262,7 @@ def search_bound(
                     # Scan step by step from one bracket back: a rise right at the previous
                     # bracket point is only visible against its own predecessor.
                     start = max(exact, before)
-                    cache.evaluate([seq[i] for i in range(start + 1, c)])
+                    yield [seq[i] for i in range(start + 1, c)]
                     for j in range(start + 1, c + 1):
                         reason = rules.check(seq[j], preds[seq[j]], preds[seq[j - 1]], diffs[seq[j]])
                         if reason:
@@ -258,6 +274,42 @@ def search_bound(
             before, pos = prev, c
     # The last candidate has |lambda| >= max_lambda, so a rule always fires before here.
     return result(last, "max_lambda")
+
+
+def run_searches(caches: Sequence[ShiftCache], searches: Sequence[SearchSteps]) -> list[SearchResult]:
+    """Drive several searches in lock step: each round evaluates every pending request of
+    every image in shared batched passes."""
+    results: list[SearchResult | None] = [None] * len(searches)
+    pending: dict[int, list] = {}
+    for i, gen in enumerate(searches):
+        try:
+            pending[i] = next(gen)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while pending:
+        order = sorted(pending)
+        evaluate_shifts([caches[i] for i in order], [pending[i] for i in order])
+        for i in order:
+            try:
+                pending[i] = searches[i].send(None)
+            except StopIteration as stop:
+                results[i] = stop.value
+                del pending[i]
+    return [r for r in results if r is not None]
+
+
+def search_bound(
+    cache: ShiftCache,
+    seq: Sequence[float],
+    rules: StopRules,
+    batch: int = 4,
+    stride: int = 1,
+) -> SearchResult:
+    """First index of ``seq`` at which a rule fires, evaluating ``batch`` candidates per pass.
+
+    ``stride=1``: every candidate, exact (same bound as the sequential walk).
+    ``stride>1``: bracket, then scan from one bracket back step by step (module docstring)."""
+    return run_searches([cache], [search_steps(cache, seq, rules, batch, stride)])[0]
 
 
 def frames_to_map(frames: np.ndarray, lambdas: np.ndarray, method: str = "max") -> np.ndarray:
@@ -315,81 +367,95 @@ class LatentShiftExplainer(Explainer):
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.bundle.autoencoder.decode(z)
 
+    def _explain_one(self, x: torch.Tensor, target: str, t: int) -> Explanation:
+        return self._explain_tensors(x, [target], [t])[0]
+
     def _explain_tensors(
         self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any
     ) -> list[Explanation]:
+        """All images together: one gradient pass, searches in lock step (each round's
+        candidates of every image share batched passes), one set of passes for the frames.
+        Timings are the batch's, shared equally."""
         if kwargs:
             raise TypeError(f"{self.method}.explain() got unexpected arguments {sorted(kwargs)}")
-        return [self._explain_one(x[i : i + 1], targets[i], idx[i]) for i in range(len(x))]
-
-    def _explain_one(self, x: torch.Tensor, target: str, t: int) -> Explanation:
         p = self.params
         ae, clf = self.bundle.autoencoder, self.bundle.classifier
+        n = len(x)
         timer = Timer()
         with timer("predict"):
-            pred_original = float(self.predict_target(x, [t])[0])
+            pred_original = self.predict_target(x, idx)
         with timer("gradient"), torch.enable_grad():
             z = ae.encode(x).detach().requires_grad_(True)
             x0 = ae.decode(z)
-            pred0 = clf(x0)[:, t]
+            rows = torch.arange(n, device=x0.device)
+            pred0 = clf(x0)[rows, torch.as_tensor(idx, device=x0.device)]
             (dz,) = torch.autograd.grad(pred0.sum(), z)
         z, dz, x0 = z.detach(), dz.detach(), x0.detach()
-        cache = ShiftCache(
-            decode=self._decode,
-            classify=lambda xs: clf(xs)[:, t],
-            z=z,
-            dz=dz,
-            x0=x0,
-            max_batch=p["max_batch"],
-        )
-        cache.put(0.0, x0[0, 0], float(pred0.detach()[0]))
-        search_info: dict[str, Any] = {}
+        pred0_np = pred0.detach().double().cpu().numpy()
+        caches = []
+        for i in range(n):
+            c = ShiftCache(
+                decode=self._decode, classifier=clf, target=idx[i], z=z[i : i + 1],
+                dz=dz[i : i + 1], x0=x0[i : i + 1], max_batch=p["max_batch"],
+            )
+            c.put(0.0, x0[i, 0], float(pred0_np[i]))
+            caches.append(c)
+        infos: list[dict[str, Any]] = [{} for _ in range(n)]
         with timer("search"):
-            lower, upper = self._search(cache, search_info)
+            bounds = self._search(caches, infos)
         with timer("frames"):
-            lambdas = np.linspace(lower, 0.0, p["n_frames"])
-            if upper > 0:
-                lambdas = np.concatenate([lambdas, np.linspace(0.0, upper, p["up_frames"])[1:]])
-            before = cache.n_decoded
-            cache.evaluate(lambdas)
-            frame_new = cache.n_decoded - before
-            frames = torch.stack([cache.images[float(v)] for v in lambdas])
-            frame_preds = np.array([cache.preds[float(v)] for v in lambdas], dtype=np.float64)
-        with timer("map"):
-            frames_np = to_map(frames)
+            all_lambdas = []
+            for lower, upper in bounds:
+                lambdas = np.linspace(lower, 0.0, p["n_frames"])
+                if upper > 0:
+                    lambdas = np.concatenate([lambdas, np.linspace(0.0, upper, p["up_frames"])[1:]])
+                all_lambdas.append(lambdas)
+            before = [c.n_decoded for c in caches]
+            evaluate_shifts(caches, all_lambdas)
+        timings = {k: v / n for k, v in timer.done().items()}
+        out = []
+        for i, (c, lambdas, info) in enumerate(zip(caches, all_lambdas, infos)):
+            frames_np = to_map(torch.stack([c.images[float(v)] for v in lambdas]))
+            frame_preds = np.array([c.preds[float(v)] for v in lambdas], dtype=np.float64)
+            t0 = time.perf_counter()
             heat = frames_to_map(frames_np, lambdas, p["map"])
-        ref_images = 1 + search_info.get("reference_search_images", 0) + sum(
-            1 for v in lambdas if float(v) not in search_info.get("reference_lambdas", ())
-        )
-        evaluations = {
-            "encoder": 1,
-            "decoder": 1 + cache.n_decoded,
-            "classifier": 2 + cache.n_decoded,  # original + gradient step + shifts
-            "backward": 1,
-            "passes": 3 + cache.n_passes,  # predict + encode + gradient, then batched shifts
-            "search_images": search_info["search_images"],
-            "search_passes": search_info["search_passes"],
-            "frame_images": frame_new,
-            "search_steps": search_info.get("lower_index", 0),
-            "reference_decoder": ref_images,
-        }
-        params = dict(p)
-        params["search"] = {k: v for k, v in search_info.items() if k != "reference_lambdas"}
-        return Explanation(
-            method=self.method,
-            target=target,
-            map=heat,
-            image=to_map(x)[0],
-            pred_original=pred_original,
-            frames=frames_np,
-            lambdas=lambdas.astype(np.float64),
-            frame_preds=frame_preds,
-            counterfactual=frames_np[0].copy(),
-            pred_reconstruction=float(cache.preds[0.0]),
-            params=params,
-            timings=timer.done(),
-            evaluations=evaluations,
-        )
+            ref_images = 1 + info.get("reference_search_images", 0) + sum(
+                1 for v in lambdas if float(v) not in info.get("reference_lambdas", ())
+            )
+            evaluations = {
+                "encoder": 1,
+                "decoder": 1 + c.n_decoded,
+                "classifier": 2 + c.n_decoded,  # original + gradient step + shifts
+                "backward": 1,
+                "passes": 3 + c.n_passes,  # predict + encode + gradient, then batched shifts
+                "search_images": info["search_images"],
+                "search_passes": info["search_passes"],
+                "frame_images": c.n_decoded - before[i],
+                "search_steps": info.get("lower_index", 0),
+                "reference_decoder": ref_images,
+            }
+            params = dict(p)
+            params["search"] = {k: v for k, v in info.items() if k != "reference_lambdas"}
+            tim = dict(timings)
+            tim["map"] = time.perf_counter() - t0
+            out.append(
+                Explanation(
+                    method=self.method,
+                    target=targets[i],
+                    map=heat,
+                    image=to_map(x[i : i + 1])[0],
+                    pred_original=float(pred_original[i]),
+                    frames=frames_np,
+                    lambdas=lambdas.astype(np.float64),
+                    frame_preds=frame_preds,
+                    counterfactual=frames_np[0].copy(),
+                    pred_reconstruction=float(c.preds[0.0]),
+                    params=params,
+                    timings=tim,
+                    evaluations=evaluations,
+                )
+            )
+        return out
 
     def _rules(self, cache: ShiftCache, sign: int) -> StopRules:
         p = self.params
@@ -406,35 +472,40 @@ class LatentShiftExplainer(Explainer):
             stop_on_rise=p["search_stop_on_rise"],
         )
 
-    def _search(self, cache: ShiftCache, info: dict[str, Any]) -> tuple[float, float]:
+    def _search(self, caches: list[ShiftCache], infos: list[dict[str, Any]]) -> list[tuple[float, float]]:
+        """(lower, upper) bound per image; fills each image's search facts into ``infos``."""
         p = self.params
-        info["search_images"] = 0
-        info["search_passes"] = 0
+        for info in infos:
+            info["search_images"] = 0
+            info["search_passes"] = 0
         if p["fix_range"] is not None:
             lo, hi = (float(v) for v in p["fix_range"])
-            info.update(lower=lo, upper=hi, lower_reason="fix_range", reference_search_images=1,
-                        reference_lambdas=(0.0,))
-            return lo, hi
-        ref_lambdas: list[float] = []
-        bounds = {}
+            for info in infos:
+                info.update(lower=lo, upper=hi, lower_reason="fix_range",
+                            reference_search_images=1, reference_lambdas=(0.0,))
+            return [(lo, hi)] * len(caches)
+        bounds: list[dict[str, float]] = [{} for _ in caches]
+        ref_lambdas: list[list[float]] = [[] for _ in caches]
         for sign in ((-1, 1) if p["search_up"] else (-1,)):
             seq = lambda_sequence(p["search_step_size"], p["search_max_lambda"], sign)
-            res = search_bound(
-                cache, seq, self._rules(cache, sign), batch=p["search_batch"],
-                stride=p["search_stride"],
-            )
+            gens = [
+                search_steps(c, seq, self._rules(c, sign), batch=p["search_batch"], stride=p["search_stride"])
+                for c in caches
+            ]
             key = "lower" if sign < 0 else "upper"
-            bounds[key] = res.bound
-            info[key] = res.bound
-            info[f"{key}_index"] = res.index
-            info[f"{key}_reason"] = res.reason
-            info["search_images"] += res.images_evaluated
-            info["search_passes"] += res.passes
-            ref_lambdas += seq[: res.index + 1]
-        # The reference decodes lambda 0 again in its search, then each step once.
-        info["reference_search_images"] = len(ref_lambdas) - (1 if p["search_up"] else 0)
-        info["reference_lambdas"] = tuple(ref_lambdas)
-        return bounds["lower"], bounds.get("upper", 0.0)
+            for i, res in enumerate(run_searches(caches, gens)):
+                bounds[i][key] = res.bound
+                infos[i][key] = res.bound
+                infos[i][f"{key}_index"] = res.index
+                infos[i][f"{key}_reason"] = res.reason
+                infos[i]["search_images"] += res.images_evaluated
+                infos[i]["search_passes"] += res.passes
+                ref_lambdas[i] += seq[: res.index + 1]
+        for info, refs in zip(infos, ref_lambdas):
+            # The reference decodes lambda 0 again in its search, then each step once.
+            info["reference_search_images"] = len(refs) - (1 if p["search_up"] else 0)
+            info["reference_lambdas"] = tuple(refs)
+        return [(b["lower"], b.get("upper", 0.0)) for b in bounds]
 
 
 @torch.no_grad()
