@@ -236,6 +236,8 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
             f"{params.get('autoencoder', 'n/a'):,} parameters; elastic-net loss (L1 + "
             f"{cfg.get('ae_l2_weight', 1.0)} x L2 on images scaled to [-1, 1]) as in the Latent "
             f"Shift paper, {cfg.get('autoencoder_training', {}).get('epochs', 'n/a')} epochs.")
+        if cfg.get("autoencoder_note"):
+            add(f"  {cfg['autoencoder_note']}")
     add(f"- Wall time ({tr.get('device', '?')}, {tr.get('cpu_count', '?')} CPU cores shared with "
         f"other jobs): phantoms {_f(secs.get('data'), 0)} s, classifier "
         f"{_f(secs.get('classifier'), 0)} s, autoencoder {_f(secs.get('autoencoder'), 0)} s.")

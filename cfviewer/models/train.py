@@ -80,6 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     num_threads: int | None = None
     resolution_note: str = ""
+    autoencoder_note: str = ""
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "config") -> "TrainConfig":
@@ -593,6 +594,7 @@ def run_training(
             },
             "thresholds_method": config.thresholds,
             "resolution_note": config.resolution_note,
+            "autoencoder_note": config.autoencoder_note,
             **dict(extra_meta or {}),
         }
     }
