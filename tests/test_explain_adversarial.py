@@ -115,3 +115,15 @@ def test_given_pair_works_without_an_autoencoder():
     x, x_s, x_a = pair(0)
     e = get_explainer("adversarial_fi", no_ae).explain(x, "Mass", x_s=x_s, x_a=x_a)
     assert np.isfinite(e.map).all() and e.params["pair"] == "given"
+
+
+def test_batch_equals_single(rb):
+    rng = np.random.default_rng(4)
+    imgs = [rng.uniform(-500, 500, (RES, RES)).astype(np.float32) for _ in range(2)]
+    ex = get_explainer("adversarial_fi-v2", rb)
+    batch = ex.explain_batch(imgs, ["Mass", "Effusion"])
+    for img, t, eb in zip(imgs, ["Mass", "Effusion"], batch):
+        es = ex.explain(img, t)
+        np.testing.assert_array_equal(eb.lambdas, es.lambdas)
+        np.testing.assert_allclose(eb.map, es.map, rtol=1e-3, atol=1e-9)
+        assert eb.timings["total"] >= eb.timings["latentshift_search"]

@@ -151,8 +151,18 @@ class AdversarialExplainer(Explainer):
             xs_t = self._pair_tensor(x_s, len(x), "x_s")
             xa_t = self._pair_tensor(x_a, len(x), "x_a")
             pairs = [(xs_t[i : i + 1], xa_t[i : i + 1]) for i in range(len(x))]
+        shifts: list[Explanation | None] = [None] * len(x)
+        if x_s is None:
+            if self._latentshift is None:
+                raise BundleError(
+                    f"{self.method}: the bundle has no autoencoder, so the default pair "
+                    "(x_s = D(E(x)), x_a = Latent Shift counterfactual) is unavailable; load a "
+                    "bundle with an autoencoder or pass x_s=... and x_a=... to explain()"
+                )
+            shifts = list(self._latentshift._explain_tensors(x, targets, idx))  # batched
         return [
-            self._explain_one(x[i : i + 1], targets[i], idx[i], pairs[i]) for i in range(len(x))
+            self._explain_one(x[i : i + 1], targets[i], idx[i], pairs[i], shifts[i])
+            for i in range(len(x))
         ]
 
     def _pair_tensor(self, imgs: Any, n: int, name: str) -> torch.Tensor:
@@ -169,19 +179,13 @@ class AdversarialExplainer(Explainer):
         target: str,
         t: int,
         pair: tuple[torch.Tensor, torch.Tensor] | None,
+        ls: Explanation | None = None,
     ) -> Explanation:
+        """One image; ``ls`` = its Latent Shift explanation when the default pair is used."""
         p = self.params
         timer = Timer()
-        ls: Explanation | None = None
         if pair is None:
-            if self._latentshift is None:
-                raise BundleError(
-                    f"{self.method}: the bundle has no autoencoder, so the default pair "
-                    "(x_s = D(E(x)), x_a = Latent Shift counterfactual) is unavailable; load a "
-                    "bundle with an autoencoder or pass x_s=... and x_a=... to explain()"
-                )
-            with timer("latentshift"):
-                ls = self._latentshift._explain_one(x, target, t)
+            assert ls is not None
             dev = x.device
             xs = torch.as_tensor(ls.frames[np.argmin(np.abs(ls.lambdas))], device=dev)[None, None]
             xa = torch.as_tensor(ls.counterfactual, device=dev)[None, None]
@@ -232,6 +236,7 @@ class AdversarialExplainer(Explainer):
             for key, val in ls.timings.items():
                 if key != "total":
                     timings[f"latentshift_{key}"] = val
+            timings["total"] += ls.timings["total"]
         return Explanation(
             method=self.method,
             target=target,
