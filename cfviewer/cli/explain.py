@@ -128,4 +128,11 @@ def run(args: argparse.Namespace) -> int:
         f"{e.method} for {target}: prediction {e.pred_original:.3f}{rec}{cf}; "
         f"{doc['timings']['total'] * 1000:.0f} ms; wrote {', '.join(sorted(files.values()))} to {out}"
     )
+    search = e.params.get("search") or {}
+    if e.frames is not None and search.get("lower_index") == 0 and search.get("lower_reason") != "fix_range":
+        print(
+            f"note: the search stopped at lambda 0 ({search.get('lower_reason')}): the prediction "
+            "cannot be lowered under these rules, so the frames do not change; pass "
+            "--param fix_range=[-200,0] to force a range"
+        )
     return 0
