@@ -124,7 +124,7 @@ def test_two_precomputes_at_once_share_the_work(built, tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(300)
+        p.join(900)
     assert [p.exitcode for p in procs] == [0, 0]
     reps = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
     assert not any(r["failed"] for r in reps)

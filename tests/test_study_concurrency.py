@@ -33,7 +33,7 @@ def _run_writers(url: str, tmp: Path) -> list[dict[int, int]]:
         p.start()
         procs.append(p)
     for p in procs:
-        p.join(600)
+        p.join(900)
         assert p.exitcode == 0, f"writer exited with {p.exitcode}"
     acks = []
     for k in range(N_PROCS):

@@ -144,60 +144,77 @@ def _up_to_date(root: Path, rows: list[Artifact], params_hash: str, want_kinds: 
     return True
 
 
-def _claim(db: Database, study_id: int, case_id: int, arm_id: int, method: str, params_hash: str,
-           me: str, stale_after: float, force: bool) -> str:
-    """'skip' (up to date), 'busy' (another live worker) or 'claimed'."""
-    root_holder: dict[str, Path] = {}
+def _claim(db: Database, root: Path, study_id: int, case_id: int, arm_id: int, jobs: dict[str, str],
+           me: str, stale_after: float, force: bool) -> dict[str, str]:
+    """For each method {method: params_hash}: 'skip' (up to date), 'busy' (another live worker
+    holds it) or 'claimed' (ours now). One write transaction per (case, arm)."""
 
-    def attempt() -> str:
+    def attempt() -> dict[str, str]:
         with db.write() as s:
-            study = s.get(Study, study_id)
-            root_holder["root"] = Path(study.root)
-            rows = list(s.scalars(select(Artifact).where(
-                Artifact.case_id == case_id, Artifact.arm_id == arm_id, Artifact.method == method)
-                .with_for_update()))
-            key = next((r for r in rows if r.kind == "explanation_json"), None)
-            if not force and key is not None and key.status == "done" and _up_to_date(
-                    root_holder["root"], rows, params_hash, None):
-                return "skip"
-            if key is not None and key.status == "claimed" and key.claimed_by != me and \
-                    _claim_is_live(key.claimed_by, key.claimed_at, stale_after):
-                return "busy"
-            if key is None:
-                key = Artifact(study_id=study_id, case_id=case_id, arm_id=arm_id, method=method,
-                               kind="explanation_json", params_hash=params_hash)
-                s.add(key)
-            key.status, key.claimed_by, key.claimed_at, key.params_hash = "claimed", me, utcnow(), params_hash
-            return "claimed"
+            rows: dict[str, list[Artifact]] = {}
+            for r in s.scalars(select(Artifact).where(Artifact.case_id == case_id, Artifact.arm_id == arm_id)
+                               .with_for_update()):
+                rows.setdefault(r.method, []).append(r)
+            states = {}
+            for method, params_hash in jobs.items():
+                mine = rows.get(method, [])
+                key = next((r for r in mine if r.kind == "explanation_json"), None)
+                if not force and key is not None and key.status == "done" and _up_to_date(root, mine, params_hash, None):
+                    states[method] = "skip"
+                    continue
+                if key is not None and key.status == "claimed" and key.claimed_by != me and \
+                        _claim_is_live(key.claimed_by, key.claimed_at, stale_after):
+                    states[method] = "busy"
+                    continue
+                if key is None:
+                    key = Artifact(study_id=study_id, case_id=case_id, arm_id=arm_id, method=method,
+                                   kind="explanation_json", params_hash=params_hash)
+                    s.add(key)
+                key.status, key.claimed_by, key.claimed_at, key.params_hash = "claimed", me, utcnow(), params_hash
+                states[method] = "claimed"
+            return states
 
     return _retry(attempt)
 
 
-def _store(db: Database, study_id: int, case_id: int, arm_id: int, method: str, me: str,
-           params: dict[str, Any], params_hash: str, timings: dict[str, Any], files: dict[str, tuple[str, str]]) -> bool:
-    """Record the files {kind: (relpath, sha256)} if our claim still stands; drop stale kinds."""
+@dataclass
+class _Done:
+    params: dict[str, Any]
+    params_hash: str
+    timings: dict[str, Any]
+    files: dict[str, tuple[str, str]]  # kind -> (relative path, sha256)
 
-    def attempt() -> bool:
+
+def _store(db: Database, study_id: int, case_id: int, arm_id: int, me: str, done: dict[str, _Done]) -> int:
+    """Record the files of each computed method if our claim still stands (drop kinds a method no
+    longer produces). Returns how many methods were stored. One write transaction."""
+
+    def attempt() -> int:
+        stored = 0
         with db.write() as s:
-            rows = {r.kind: r for r in s.scalars(select(Artifact).where(
-                Artifact.case_id == case_id, Artifact.arm_id == arm_id, Artifact.method == method)
-                .with_for_update())}
-            key = rows.get("explanation_json")
-            if key is not None and key.claimed_by != me and key.status == "claimed":
-                return False  # someone took over a claim we held too long; theirs wins
+            by_method: dict[str, dict[str, Artifact]] = {}
+            for r in s.scalars(select(Artifact).where(Artifact.case_id == case_id, Artifact.arm_id == arm_id)
+                               .with_for_update()):
+                by_method.setdefault(r.method, {})[r.kind] = r
             now = utcnow()
-            for kind, (rel, digest) in files.items():
-                r = rows.get(kind)
-                if r is None:
-                    r = Artifact(study_id=study_id, case_id=case_id, arm_id=arm_id, method=method, kind=kind,
-                                 params_hash=params_hash)
-                    s.add(r)
-                r.path, r.sha256, r.params, r.params_hash, r.timings = rel, digest, params, params_hash, timings
-                r.status, r.claimed_by, r.claimed_at, r.created_at = "done", None, None, now
-            for kind, r in rows.items():
-                if kind not in files:
-                    s.delete(r)
-            return True
+            for method, d in done.items():
+                rows = by_method.get(method, {})
+                key = rows.get("explanation_json")
+                if key is not None and key.claimed_by != me and key.status == "claimed":
+                    continue  # someone took over a claim we held too long; theirs wins
+                for kind, (rel, digest) in d.files.items():
+                    r = rows.get(kind)
+                    if r is None:
+                        r = Artifact(study_id=study_id, case_id=case_id, arm_id=arm_id, method=method, kind=kind,
+                                     params_hash=d.params_hash)
+                        s.add(r)
+                    r.path, r.sha256, r.params, r.params_hash, r.timings = rel, digest, d.params, d.params_hash, d.timings
+                    r.status, r.claimed_by, r.claimed_at, r.created_at = "done", None, None, now
+                for kind, r in rows.items():
+                    if kind not in d.files:
+                        s.delete(r)
+                stored += 1
+        return stored
 
     return _retry(attempt)
 
@@ -326,20 +343,17 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
         rel_dir = _case_dir(case, arm)
         label = f"{case.case_key} / {arm.name}"
         try:
-            pixels = None
-            jobs = [(INPUT, {"render": RENDER})] + [(m["name"], m.get("params", {})) for m in arm.methods]
-            for method, params in jobs:
-                ph = _hash({"case": case.sha256, "bundle": bundle_id, "target": it.pathology,
-                            "method": method, "params": params, "render": RENDER})
-                state = _claim(db, study_id, case.id, arm.id, method, ph, me, stale_after, force)
-                if state == "skip":
-                    rep.skipped += 1
-                    continue
-                if state == "busy":
-                    rep.busy += 1
-                    continue
-                if pixels is None:
-                    pixels = load_case_image(study, case)
+            params_of = {INPUT: {"render": RENDER}, **{m["name"]: m.get("params", {}) for m in arm.methods}}
+            hashes = {method: _hash({"case": case.sha256, "bundle": bundle_id, "target": it.pathology,
+                                     "method": method, "params": params, "render": RENDER})
+                      for method, params in params_of.items()}
+            states = _claim(db, root, study_id, case.id, arm.id, hashes, me, stale_after, force)
+            rep.skipped += sum(v == "skip" for v in states.values())
+            rep.busy += sum(v == "busy" for v in states.values())
+            todo = [m for m, v in states.items() if v == "claimed"]
+            done: dict[str, _Done] = {}
+            pixels = load_case_image(study, case) if todo else None
+            for method in todo:
                 t1 = time.perf_counter()
                 if method == INPUT:
                     files = _write_input(root, rel_dir, pixels)
@@ -348,9 +362,10 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
                     timings = {"total": time.perf_counter() - t1}
                 else:
                     e = explainers[(arm.id, method)].explain(pixels, it.pathology)
+                    t2 = time.perf_counter()
                     files = _write_method(root, rel_dir, method, e, None)
                     summary = e.summary()
-                    timings = {**summary.get("timings", {}), "render": time.perf_counter() - t1}
+                    timings = {**summary.get("timings", {}), "render": time.perf_counter() - t2}
                 doc = {"study": study_name, "case": case.case_key, "arm": arm.name, "method": method,
                        "target": it.pathology, "stratum": it.stratum, "bundle": bundle_id,
                        "pred_cohort": it.probability, "explanation": summary, "render": RENDER,
@@ -359,10 +374,11 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
                 digest = _atomic_write(root / rel_dir / jname,
                                        lambda p: p.write_text(json.dumps(doc, indent=2, default=str)))
                 files["explanation_json"] = (str(rel_dir / jname), digest)
-                if _store(db, study_id, case.id, arm.id, method, me, params, ph, timings, files):
-                    rep.computed += 1
-                else:
-                    rep.busy += 1
+                done[method] = _Done(params_of[method], hashes[method], timings, files)
+            if done:
+                stored = _store(db, study_id, case.id, arm.id, me, done)
+                rep.computed += stored
+                rep.busy += len(done) - stored
         except StudyError as exc:
             rep.failed.append(f"{label}: {exc}")
             _release(db, case.id, arm.id, me)
