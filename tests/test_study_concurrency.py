@@ -109,7 +109,7 @@ def test_writer_killed_mid_stream_keeps_every_acknowledged_answer(tmp_path):
     ctx = mp.get_context("spawn")
     p = ctx.Process(target=submit_worker, args=(url, ids["r0"], str(ack)))
     p.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # hang guard only
     while time.monotonic() < deadline:
         if ack.exists() and ack.read_text().count("\n") >= 40:
             break

@@ -121,7 +121,7 @@ def test_several_processes_open_a_new_database_at_once(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(900)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     db = open_database(url)
     with db.read() as s:
