@@ -25,8 +25,8 @@ class InvalidTokenError(CfviewerError):
 
     def __init__(self) -> None:
         super().__init__(
-            "this reader link is not valid: ask the study's researcher for your link "
-            "(`cfviewer study readers --list` reprints them only for the demo)"
+            "this reader link is not valid (mistyped, or for another study): ask the study's "
+            "researcher for your link; for the demo study, `cfviewer demo` prints the links again"
         )
 
 
