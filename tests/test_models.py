@@ -232,3 +232,15 @@ def test_random_bundle_is_deterministic_and_leaves_global_rng():
     b = random_bundle(resolution=32, seed=4)
     x = np.linspace(-1000, 1000, 32 * 32, dtype=np.float32).reshape(32, 32)
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
+
+
+def test_captum_gradcam_and_guided_backprop_work_on_the_classifier():
+    from captum.attr import GuidedBackprop, LayerGradCam
+
+    b = random_bundle(resolution=64, seed=2)
+    x = b.preprocess(np.linspace(-1000, 1000, 64 * 64, dtype=np.float32).reshape(64, 64))
+    target = b.target_index("Effusion")
+    cam = LayerGradCam(b.classifier, b.classifier.target_layer).attribute(x, target=target)
+    assert cam.shape[-2:] == (4, 4) and torch.isfinite(cam).all()
+    gbp = GuidedBackprop(b.classifier).attribute(x.clone().requires_grad_(True), target=target)
+    assert gbp.shape == x.shape and torch.isfinite(gbp).all() and gbp.abs().sum() > 0
