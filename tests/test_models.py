@@ -241,6 +241,6 @@ def test_captum_gradcam_and_guided_backprop_work_on_the_classifier():
     x = b.preprocess(np.linspace(-1000, 1000, 64 * 64, dtype=np.float32).reshape(64, 64))
     target = b.target_index("Effusion")
     cam = LayerGradCam(b.classifier, b.classifier.target_layer).attribute(x, target=target)
-    assert cam.shape[-2:] == (4, 4) and torch.isfinite(cam).all()
+    assert cam.shape[-2:] == (2, 2) and torch.isfinite(cam).all()  # R / 32
     gbp = GuidedBackprop(b.classifier).attribute(x.clone().requires_grad_(True), target=target)
     assert gbp.shape == x.shape and torch.isfinite(gbp).all() and gbp.abs().sum() > 0
