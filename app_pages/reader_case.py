@@ -1,6 +1,8 @@
 """Case viewer: the radiograph large with window/level and zoom, the prediction, the arm's
 explanations side by side, the Likert questions; Save and next / Back."""
 
+import html
+
 import streamlit as st
 
 from cfviewer.errors import CfviewerError
@@ -39,7 +41,7 @@ components.progress_header(screen.progress, view.session, screen.sessions_total,
                            f"Case {view.position} of {view.total}")
 head_l, head_r = st.columns([3, 1], vertical_alignment="center")
 head_l.markdown(f"#### {reading.prediction_sentence(view.pathology, view.probability)}")
-head_r.markdown(f"<div style='text-align:right'><b>{view.arm}</b>"
+head_r.markdown(f"<div style='text-align:right'><b>{html.escape(view.arm)}</b>"
                 f"{' · reviewing a saved answer' if screen.answered else ''}</div>", unsafe_allow_html=True)
 if view.missing_artifacts:
     st.warning("Some prepared images of this case are missing. Answer from what is shown and say so in "

@@ -1,10 +1,11 @@
 """A small study for the web-app tests (no tests here).
 
-`build_template(dir)` makes a real study with the study engine: 24 phantoms at 64 px, a
-random bundle whose thresholds make every prediction positive (so TP / FP follow the labels),
-a cohort of one case per pathology, two arms like the reference study (gradient + guided
-backprop + integrated gradients vs latentshift-max + animation), two readers, the crossover
-schedule, and every explanation precomputed by `cfviewer.study.artifacts.precompute`.
+`build_template(dir)` makes a real study with the study engine (`cfviewer.ui.bench.
+build_sample_study`): 24 phantoms at 64 px, a random bundle whose thresholds make every
+prediction positive (so TP / FP follow the labels), a cohort of one case per pathology, two
+arms like the reference study (gradient + guided backprop + integrated gradients vs
+latentshift-max + animation), readers alice and bob, the crossover schedule, and every
+explanation precomputed by `cfviewer.study.artifacts.precompute`.
 
 `fresh_copy(template, dir)` copies the database so each test starts with no answers.
 """
@@ -15,9 +16,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cfviewer.ui.bench import ARM_A, ARM_B  # noqa: F401  (the sample study's arms)
 
-ARM_A = ["gradient", "guided_backprop", "integrated_gradients"]
-ARM_B = ["latentshift-max"]
 RES = 64
 ADMIN_PASSWORD = "correct horse battery"
 ANSWERS = {"confidence": 4, "correct_feature": 2}
@@ -44,37 +44,11 @@ class StudyFixture:
 
 def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest",
                    config: dict | None = None, n_phantoms: int = 24) -> StudyFixture:
-    from cfviewer.models.bundle import random_bundle
-    from cfviewer.phantoms import write_dataset
-    from cfviewer.study import cohort, design, studies
-    from cfviewer.study.artifacts import precompute
-    from cfviewer.study.db import open_database
+    from cfviewer.ui.bench import build_sample_study
 
-    root = base / name
-    write_dataset(root / "cases", n_phantoms, size=RES, seed=3, dicom=False, progress=False)
-    bundle = random_bundle(RES, seed=0)
-    bundle.thresholds = {p: 0.0 for p in bundle.pathologies}
-    bundle.save(root / "bundle")
-    bundle_id = cohort.bundle_identity(root / "bundle")
-    db = open_database(None, study_dir=root)
-    try:
-        with db.write() as s:
-            st = studies.create_study(s, name, root, config={"bundle": "bundle", **(config or {})})
-            studies.add_arm(s, st, "Method A", ARM_A)
-            studies.add_arm(s, st, "Method B", ARM_B)
-            cohort.import_cases(s, st, root / "cases", "labels.csv")
-            cohort.sample_cohort(s, st, bundle, per_pathology=1, fill=True, bundle_id=bundle_id)
-            new = studies.add_readers(s, st, readers)
-            design.build_schedule(s, st)
-            tokens = {r.reader.name: r.token for r in new}
-            ids = {r.reader.name: r.reader.id for r in new}
-        report = precompute(db, name, bundle=bundle, bundle_id=bundle_id)
-        if report.failed:
-            raise RuntimeError(f"precompute failed for the UI test study: {report}")
-        url = db.url
-    finally:
-        db.dispose()
-    return StudyFixture(root, url, name, tokens, ids)
+    st = build_sample_study(base, name=name, readers=readers, n_phantoms=n_phantoms, image_size=RES,
+                            resolution=RES, config=config)
+    return StudyFixture(st.root, st.db_url, st.name, st.tokens, st.reader_ids)
 
 
 def fresh_copy(template: StudyFixture, dest: Path) -> StudyFixture:

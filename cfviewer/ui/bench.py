@@ -1,0 +1,279 @@
+"""Next-case server time of the reader page.
+
+    python -m cfviewer.ui.bench                      # on a fresh sample study in a temp folder
+    python -m cfviewer.ui.bench --study-dir study_data/demo --reads 40
+    python -m cfviewer.ui.bench --apptest            # also the whole page run (streamlit AppTest)
+
+What a "Save and next" click costs on the server, per read, with precomputed artifacts:
+`reading.submit` (validate + write the answers in one IMMEDIATE transaction + the following
+read), `reading.open_screen` (progress, resume point, read view, artifact list, `shown_at`),
+and the image work the page does for a case it has not shown before: the radiograph windowed
+and encoded, each explanation overlay re-blended from its map at the reader's opacity, the GIF
+bytes and the counterfactual frames. With `--apptest` the whole script run of the case page
+(Streamlit's own work included) is timed as well.
+
+The study's database is never written: the benchmark works on a copy (SQLite backup) with a
+new reader added to the copy. Caches start cold for every case (every read is a new image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARM_A = ["gradient", "guided_backprop", "integrated_gradients"]
+ARM_B = ["latentshift-max"]
+ANSWERS = {"confidence": 4, "correct_feature": 2}
+
+
+# --------------------------------------------------------------------------- sample study
+@dataclass
+class SampleStudy:
+    root: Path
+    db_url: str
+    name: str
+    tokens: dict[str, str]
+    reader_ids: dict[str, int]
+
+
+def build_sample_study(base: str | Path, *, name: str = "sample", readers=("alice", "bob"),
+                       n_phantoms: int = 24, image_size: int = 64, resolution: int = 64,
+                       per_pathology: int = 1, config: dict | None = None, seed: int = 3) -> SampleStudy:
+    """A small real study: phantoms, a random bundle whose thresholds make every prediction
+    positive (TP / FP = the labels), two reference-study arms, readers, the schedule and every
+    explanation precomputed with `cfviewer.study.artifacts.precompute`."""
+    from cfviewer.models.bundle import random_bundle
+    from cfviewer.phantoms import write_dataset
+    from cfviewer.study import cohort, design, studies
+    from cfviewer.study.artifacts import precompute
+    from cfviewer.study.db import open_database
+
+    root = Path(base) / name
+    write_dataset(root / "cases", n_phantoms, size=image_size, seed=seed, dicom=False, progress=False)
+    bundle = random_bundle(resolution, seed=0)
+    bundle.thresholds = {p: 0.0 for p in bundle.pathologies}
+    bundle.save(root / "bundle")
+    bundle_id = cohort.bundle_identity(root / "bundle")
+    db = open_database(None, study_dir=root)
+    try:
+        with db.write() as s:
+            st = studies.create_study(s, name, root, config={"bundle": "bundle", **(config or {})})
+            studies.add_arm(s, st, "Method A", ARM_A)
+            studies.add_arm(s, st, "Method B", ARM_B)
+            cohort.import_cases(s, st, root / "cases", "labels.csv")
+            cohort.sample_cohort(s, st, bundle, per_pathology=per_pathology, fill=True, bundle_id=bundle_id)
+            new = studies.add_readers(s, st, readers)
+            design.build_schedule(s, st)
+            tokens = {r.reader.name: r.token for r in new}
+            ids = {r.reader.name: r.reader.id for r in new}
+        report = precompute(db, name, bundle=bundle, bundle_id=bundle_id)
+        if report.failed:
+            raise RuntimeError(f"precompute failed for the sample study: {report}")
+        url = db.url
+    finally:
+        db.dispose()
+    return SampleStudy(root, url, name, tokens, ids)
+
+
+def copy_database(src_url: str, dest: Path) -> str:
+    """A SQLite copy of the study database (the online backup API: safe while others write)."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    u = make_url(src_url)
+    if u.get_backend_name() != "sqlite":
+        raise SystemExit("the benchmark copies the database and needs SQLite; give a SQLite study")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(u.database) as a, sqlite3.connect(dest) as b:
+        a.backup(b)
+    return f"sqlite:///{dest}"
+
+
+# --------------------------------------------------------------------------- the measurement
+def render_case(screen) -> int:
+    """The image work of the case page for one read (default settings); returns bytes made."""
+    from cfviewer.ui import viewer
+    from cfviewer.ui.reading import frame_steps
+
+    view = screen.view
+    n = 0
+    if view.image is None:
+        return 0
+    img = viewer.load_pixels(view.image)
+    window = viewer.preset_window(img, "Auto")
+    n += len(viewer.render_image(view.image, window))
+    for m in screen.media:
+        if m.map_path is not None:
+            n += len(viewer.render_overlay(view.image, m.map_path, 0.6, window))
+        elif m.overlay_path is not None:
+            n += len(viewer.read_bytes(m.overlay_path))
+        if m.gif_path is not None:
+            n += len(viewer.read_bytes(m.gif_path))
+        if m.frames_path is not None:
+            data = viewer.load_frames(m.frames_path)
+            frame_steps(len(data["frames"]), data.get("lambdas"), data.get("frame_preds"))
+    return n
+
+
+@dataclass
+class Timings:
+    total: list[float] = field(default_factory=list)
+    submit: list[float] = field(default_factory=list)
+    open: list[float] = field(default_factory=list)
+    render: list[float] = field(default_factory=list)
+
+
+def bench_functions(db, study_name: str, reads: int) -> Timings:
+    """Walk a new reader through `reads` reads, timing each Next click's server functions."""
+    import uuid
+
+    from cfviewer.study import design, studies
+    from cfviewer.study.schema import Reader
+    from cfviewer.ui import reading, viewer
+
+    with db.write() as s:
+        st = studies.get_study(s, study_name)
+        new = studies.add_readers(s, st, [f"bench-{uuid.uuid4().hex[:8]}"])
+        design.build_schedule(s, st)
+        rid = new[0].reader.id
+    with db.read() as s:
+        reader = s.get(Reader, rid)
+    viewer.clear_caches()
+    screen = reading.open_screen(db, reader)
+    render_case(screen)
+    t = Timings()
+    for _ in range(reads):
+        if screen.kind != "case":
+            break
+        viewer.clear_caches()  # a new case is never in the cache; be pessimistic
+        t0 = time.perf_counter()
+        out = reading.submit(db, reader, screen.view, ANSWERS)
+        t1 = time.perf_counter()
+        if not out.saved:
+            raise RuntimeError(out.message)
+        screen = reading.open_screen(db, reader, out.next_id)
+        t2 = time.perf_counter()
+        if screen.kind == "case":
+            render_case(screen)
+        t3 = time.perf_counter()
+        t.submit.append(t1 - t0)
+        t.open.append(t2 - t1)
+        t.render.append(t3 - t2)
+        t.total.append(t3 - t0)
+    return t
+
+
+def bench_apptest(env: dict[str, str], token: str, reads: int) -> list[float]:
+    """Seconds of the whole case-page run after a "Save and next" click (streamlit AppTest)."""
+    from streamlit.testing.v1 import AppTest
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        app = Path(__file__).resolve().parents[2] / "app.py"
+        at = AppTest.from_file(str(app), default_timeout=120)
+        at.query_params["token"] = token
+        at.run()
+        at.button(key="continue").click().run()
+        out = []
+        for _ in range(reads):
+            radios = [r for r in at.radio if r.key and r.key.startswith("cfv_q_")]
+            if not radios:
+                break
+            for r, v in zip(radios, ANSWERS.values()):
+                r.set_value(v)
+            button = next(b for b in at.button if b.label == "Save and next")
+            t0 = time.perf_counter()
+            button.click().run()
+            out.append(time.perf_counter() - t0)
+            if at.exception:
+                raise RuntimeError(str(at.exception))
+        return out
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ms = sorted(v * 1000 for v in values)
+    p90 = ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))]
+    return {"n": len(ms), "median": statistics.median(ms), "p90": p90, "max": ms[-1], "min": ms[0]}
+
+
+def _fmt(d: dict[str, float]) -> str:
+    if not d.get("n"):
+        return "no samples"
+    return f"median {d['median']:.1f} ms, p90 {d['p90']:.1f} ms, max {d['max']:.1f} ms (n={d['n']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cfviewer.ui.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study-dir", help="a study folder (default: build a sample study in a temp folder)")
+    ap.add_argument("--db", help="its database URL (default: the study engine's rules)")
+    ap.add_argument("--study", help="study name (default: the only study in the database)")
+    ap.add_argument("--reads", type=int, default=24, help="Next clicks to time (default 24)")
+    ap.add_argument("--image-size", type=int, default=512, help="sample study: phantom size in px (default 512)")
+    ap.add_argument("--apptest", action="store_true", help="also time the whole page run with AppTest")
+    args = ap.parse_args(argv)
+
+    from cfviewer.study.db import open_database, resolve_url
+    from cfviewer.study.studies import get_study
+
+    tmp = Path(tempfile.mkdtemp(prefix="cfviewer-uibench-"))
+    try:
+        if args.study_dir:
+            root = Path(args.study_dir).resolve()
+            src_url = resolve_url(args.db, root)
+            where = f"study folder {root}"
+        else:
+            t = time.perf_counter()
+            sample = build_sample_study(tmp, image_size=args.image_size)
+            root, src_url = sample.root, sample.db_url
+            where = (f"sample study ({args.image_size} px phantoms, 64 px random model), built in "
+                     f"{time.perf_counter() - t:.0f} s")
+        url = copy_database(src_url, tmp / "copy" / "study.db")
+        db = open_database(url)
+        with db.read() as s:
+            name = get_study(s, args.study).name
+        print(f"cfviewer UI benchmark on {where}; database copied to {url}")
+        t = bench_functions(db, name, args.reads)
+        print(f"next case, server functions (submit + open + images, cold caches): {_fmt(summary_ms(t.total))}")
+        print(f"  submit answers: {_fmt(summary_ms(t.submit))}")
+        print(f"  open next read: {_fmt(summary_ms(t.open))}")
+        print(f"  images:         {_fmt(summary_ms(t.render))}")
+        if args.apptest:
+            from cfviewer.study import studies
+
+            with db.write() as s:
+                st = studies.get_study(s, name)
+                new = studies.add_readers(s, st, ["bench-apptest"])
+                from cfviewer.study import design
+
+                design.build_schedule(s, st)
+                token = new[0].token
+            env = {"CFVIEWER_STUDY_DIR": str(root), "CFVIEWER_DB_URL": url}
+            runs = bench_apptest(env, token, args.reads)
+            print(f"next case, whole page run (AppTest, Streamlit included): {_fmt(summary_ms(runs))}")
+        db.dispose()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
