@@ -127,6 +127,10 @@ class MethodResult:
     grid_share: np.ndarray | None = None
     grid_max: np.ndarray | None = None
     ms_single: list[float] = field(default_factory=list)
+    ms_single_cpu: list[float] = field(default_factory=list)
+    """Process CPU time of the same calls (all threads): robust to other jobs on the machine."""
+    tube_empty: int = 0
+    """Tube cases where the map had no positive mass (e.g. Latent Shift found no shift)."""
     ms_batched: float | None = None
     evaluations: dict[str, float] = field(default_factory=dict)
 
@@ -302,7 +306,7 @@ class _LatentShiftShare:
     def __init__(self) -> None:
         self.cache: dict[tuple[str, str, str], Any] = {}
         self.seconds = 0.0
-        """Time spent computing shared Latent Shift frames for the trained model."""
+        """Process CPU seconds spent computing shared frames for the trained model."""
         self.computed = 0
 
     @staticmethod
@@ -325,7 +329,7 @@ class _LatentShiftShare:
 
         todo = [c for c in cases if (key[0], state, c.uid) not in self.cache]
         if todo:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             ls = get_explainer("latentshift", bundle, **key[1])
             for i in range(0, len(todo), batch):
                 chunk = todo[i : i + batch]
@@ -333,7 +337,7 @@ class _LatentShiftShare:
                                                         [c.target for c in chunk])):
                     self.cache[(key[0], state, c.uid)] = e
             if state == "trained":
-                self.seconds += time.perf_counter() - t0
+                self.seconds += time.process_time() - t0
                 self.computed += len(todo)
         return [self.cache[(key[0], state, c.uid)] for c in cases]
 
@@ -472,11 +476,11 @@ def _run(bundle: Any, options: BenchOptions, bundle_desc: dict[str, Any] | None)
         stage = "localisation"
         try:
             # 1. localisation
-            t0, shared_before = time.perf_counter(), share.seconds
+            t0, shared_before = time.process_time(), share.seconds
             maps = _method_maps(explainer, share, bundle, "trained", cases, options.batch_size,
                                 tick("localisation"))
-            # own cost only: shared Latent Shift frames are reported once, separately
-            own = time.perf_counter() - t0 - (share.seconds - shared_before)
+            # own CPU cost only: shared Latent Shift frames are reported once, separately
+            own = time.process_time() - t0 - (share.seconds - shared_before)
             res.ms_batched = 1000.0 * own / len(cases)
             for c, m in zip(cases, maps):
                 res.loc.append(localization_scores(m, c.mask))
@@ -496,9 +500,10 @@ def _run(bundle: Any, options: BenchOptions, bundle_desc: dict[str, Any] | None)
             ev_sum: dict[str, float] = {}
             dev = 0.0
             for j, c in enumerate(timing_cases):
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 e = explainer.explain(c.image, c.target)
                 res.ms_single.append(1000.0 * (time.perf_counter() - t1))
+                res.ms_single_cpu.append(1000.0 * (time.process_time() - c1))
                 for kk, v in (e.evaluations or {}).items():
                     ev_sum[kk] = ev_sum.get(kk, 0.0) + float(v)
                 scale = float(np.abs(e.map).max()) or 1.0
@@ -533,6 +538,7 @@ def _run(bundle: Any, options: BenchOptions, bundle_desc: dict[str, Any] | None)
                 tmaps = _method_maps(explainer, share, bundle, "trained", tube_cases,
                                      options.batch_size, tick("confounder"))
                 res.tube_mass = np.array([confounder_mass(m, c.mask) for m, c in zip(tmaps, tube_cases)])
+                res.tube_empty = int(np.isnan(res.tube_mass).sum())
                 res.tube_ratio = res.tube_mass / np.array([c.mask.mean() for c in tube_cases])
 
             # 6. class sensitivity on grids

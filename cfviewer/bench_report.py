@@ -270,9 +270,14 @@ def render_markdown(result: Any) -> str:
                "(1 = no preference for the tube).")
     out.append("")
     if result.tube_found:
-        rows = [[f"`{m.name}`", _mean_sd(m.tube_mass), _f(_mean(m.tube_ratio), 1)]
+        rows = [[f"`{m.name}`", _mean_sd(m.tube_mass), _f(_mean(m.tube_ratio), 1),
+                 f"{m.tube_empty} of {len(m.tube_mass)}"]
                 for m in result.methods if m.ran and m.tube_mass is not None]
-        out.append(_table(["method", "mass on tube (mean ± sd)", "ratio to area"], rows))
+        out.append(_table(["method", "mass on tube (mean ± sd)", "ratio to area", "empty maps"], rows))
+        out.append("")
+        out.append("Empty maps (no positive attribution) are left out of the means; for Latent Shift they "
+                   "occur when the search stops at lambda = 0 (e.g. the reconstruction's prediction is already "
+                   "below 0.05), so no counterfactual shift exists to show.")
     else:
         out.append("No tube-only false positive was found, so this question has no data for this bundle.")
     out.append("")
@@ -292,8 +297,10 @@ def render_markdown(result: Any) -> str:
     # 6. speed
     out.append("### 6. Speed on this CPU")
     out.append("")
-    out.append(f"Milliseconds per explanation: single-image `explain()` (median of {o.timing_cases}, what "
-               f"`cfviewer explain` waits) and amortised over `explain_batch` batches of {o.batch_size}. "
+    out.append(f"Milliseconds per explanation: single-image `explain()` on {o.timing_cases} cases (what "
+               "`cfviewer explain` waits): wall-clock minimum and median (the machine is shared, so the median "
+               "includes waiting for other jobs) and the median process CPU time (all torch threads); and the CPU "
+               f"time per explanation amortised over `explain_batch` batches of {o.batch_size}. "
                "Image evaluations per explanation (mean, from `Explanation.evaluations`): classifier and "
                "decoder images, backward images; for Latent Shift also the search images and the images a "
                "sequential walk of the reference implementation would need.")
@@ -302,10 +309,13 @@ def render_markdown(result: Any) -> str:
     for m in ran:
         ev = m.evaluations
         ref = ev.get("reference_decoder")
-        rows.append([f"`{m.name}`", _f(np.median(m.ms_single) if m.ms_single else None, 0), _f(m.ms_batched, 0),
+        rows.append([f"`{m.name}`", _f(min(m.ms_single) if m.ms_single else None, 0),
+                     _f(np.median(m.ms_single) if m.ms_single else None, 0),
+                     _f(np.median(m.ms_single_cpu) if m.ms_single_cpu else None, 0),
+                     _f(m.ms_batched, 0),
                      _f(ev.get("classifier"), 1), _f(ev.get("decoder"), 1), _f(ev.get("backward"), 1),
                      _f(ev.get("search_images"), 1), _f(ref, 1)])
-    out.append(_table(["method", "ms single", "ms batched (own part)", "classifier imgs", "decoder imgs",
+    out.append(_table(["method", "wall ms min", "wall ms median", "CPU ms median", "CPU ms batched (own part)", "classifier imgs", "decoder imgs",
                        "backward imgs", "search imgs", "reference walk decoder imgs"], rows))
     out.append("")
     shared = [m for m in ran if m.shared_check is not None]
@@ -314,8 +324,9 @@ def render_markdown(result: Any) -> str:
             "Methods built on Latent Shift frames (the `latentshift-*` maps and the `adversarial_*` maps, "
             "whose default pair is x_s = the lambda = 0 frame, x_a = the counterfactual) share one Latent Shift "
             "search per case in the benchmark: "
-            + (f"{result.shared_latentshift_ms:.0f} ms per case batched, " if result.shared_latentshift_ms else "")
-            + "not included in their 'ms batched (own part)'; 'ms single' is the full cost of the method's own "
+            + (f"{result.shared_latentshift_ms:.0f} CPU ms per case batched, " if result.shared_latentshift_ms else "")
+            + "not included in their 'batched (own part)'; the single-image columns are the full cost of the "
+            "method's own "
             "`explain()`. The shared path reproduces each method's own `explain()` on the timing cases up to "
             "a max relative map deviation of "
             + ", ".join(f"`{m.name}` {m.shared_check:.1e}" for m in shared) + "."
