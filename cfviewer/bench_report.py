@@ -315,7 +315,8 @@ def render_markdown(result: Any) -> str:
                      _f(m.ms_batched, 0),
                      _f(ev.get("classifier"), 1), _f(ev.get("decoder"), 1), _f(ev.get("backward"), 1),
                      _f(ev.get("search_images"), 1), _f(ref, 1)])
-    out.append(_table(["method", "wall ms min", "wall ms median", "CPU ms median", "CPU ms batched (own part)", "classifier imgs", "decoder imgs",
+    out.append(_table(["method", "wall ms min", "wall ms median", "CPU ms median",
+                       "CPU ms batched (own part)", "classifier imgs", "decoder imgs",
                        "backward imgs", "search imgs", "reference walk decoder imgs"], rows))
     out.append("")
     shared = [m for m in ran if m.shared_check is not None]
@@ -375,22 +376,17 @@ def claims(result: Any) -> list[str]:
     if v2 is None or diff is None:
         lines.append(c2 + "not measurable here (one of the two methods did not run).")
     else:
-        parts, wins = [], 0
+        parts, wins, losses = [], 0, 0
         for key, label in (("auc_loc", "AUC_loc"), ("iou_top_p", "top-p IoU")):
             x = np.array([d[key] for d in v2.loc])
             y = np.array([d[key] for d in diff.loc])
             p = float("nan")
             if len(x) == len(y) and len(x) > 1 and np.any(x != y):
                 p = float(stats.wilcoxon(x, y).pvalue)
-            better = _mean(x) > _mean(y)
-            wins += int(better and p < 0.05)
-            parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p = {_f(p, 3) if math.isfinite(p) else 'n/a'})")
-        losses = 0
-        for key in ("auc_loc", "iou_top_p"):
-            x = np.array([d[key] for d in v2.loc])
-            y = np.array([d[key] for d in diff.loc])
-            if _mean(x) < _mean(y):
-                losses += 1
+            wins += int(_mean(x) > _mean(y) and p < 0.05)
+            losses += int(_mean(x) < _mean(y))
+            p_txt = _f(p) if math.isfinite(p) else "n/a"
+            parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p = {p_txt})")
         verdict = "**holds**" if wins == 2 else "**does not hold**" if losses == 2 else "**mixed / not significant**"
         lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.loc)} cases "
                      f"(`{v2.name}` vs `{diff.name}`).")
