@@ -231,3 +231,17 @@ def test_sampling_refuses_unknown_pathology_and_changed_files(study):
         st = studies.get_study(s, "s")
         with pytest.raises(StudyError, match="changed since import"):
             cohort.sample_cohort(s, st, positive_bundle(), per_pathology=1)
+
+
+def test_fill_tops_up_a_short_stratum(study):
+    db, root = study
+    write_cases(root / "cases", 20, seed=5)
+    _import(db, root / "cases")
+    with db.write() as s:
+        st = studies.get_study(s, "s")
+        rep = cohort.sample_cohort(s, st, positive_bundle(), per_pathology=16, bundle_id="rb",
+                                   pathologies=["Mass"], fp_fraction=0.75, fill=True)
+    (row,) = rep.rows
+    assert (row.requested_tp, row.requested_fp) == (4, 12)
+    assert row.available_fp < 12 < row.available_fp + row.available_tp  # FP short, TP can cover
+    assert row.drawn_fp == row.available_fp and row.drawn_tp == 16 - row.drawn_fp

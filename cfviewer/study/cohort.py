@@ -491,10 +491,11 @@ def sample_cohort(
         fp = [c for c in with_label if preds[(c.id, p)][2] and c.labels[p] == 0 and c.id not in taken]
         want_fp = int(round(per_pathology * fp_fraction))
         want_tp = per_pathology - want_fp
-        n_tp, n_fp = min(want_tp, len(tp)), min(want_fp, len(fp))
-        if fill:
-            n_tp = min(len(tp), n_tp + (want_fp - n_fp))
-            n_fp = min(len(fp), n_fp + (want_tp - n_tp))
+        base_tp, base_fp = min(want_tp, len(tp)), min(want_fp, len(fp))
+        n_tp, n_fp = base_tp, base_fp
+        if fill:  # top a short stratum up from the other one
+            n_tp += min(len(tp) - base_tp, want_fp - base_fp)
+            n_fp += min(len(fp) - base_fp, want_tp - base_tp)
         chosen_tp = [tp[k] for k in sorted(rng.choice(len(tp), n_tp, replace=False))] if n_tp else []
         chosen_fp = [fp[k] for k in sorted(rng.choice(len(fp), n_fp, replace=False))] if n_fp else []
         for stratum, chosen in (("TP", chosen_tp), ("FP", chosen_fp)):
