@@ -1,6 +1,6 @@
 """cfviewer web app: `streamlit run app.py` (see README). Pages by role: readers open their
 personal link (?token=...), researchers sign in with the admin password. Logic lives in
-cfviewer.ui; pages only draw."""
+cfviewer.ui; the page scripts live in app_pages/ and only draw."""
 
 import streamlit as st
 
@@ -8,4 +8,6 @@ from cfviewer.ui.shell import build_navigation
 
 st.set_page_config(page_title="cfviewer reader study", page_icon=":material/radiology:",
                    layout="wide", initial_sidebar_state="auto")
+# Less empty space above the content: at 1280 x 800 the radiograph must fit on screen.
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.2rem;padding-bottom:1rem}</style>")
 build_navigation().run()

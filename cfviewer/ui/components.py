@@ -100,8 +100,8 @@ def image_viewer(view, media_list) -> None:
     img = viewer.load_pixels(view.image)
     fmedia, steps = _frame_info(media_list)
     mode, step = "Original", None
+    c1, c2, c3 = st.columns([1.25, 1.45, 1], vertical_alignment="bottom")
     if fmedia is not None and steps:
-        c1, c2 = st.columns([1, 1.6], vertical_alignment="bottom")
         mode = c1.radio("Show in the viewer", ["Original", "Counterfactual"], horizontal=True,
                         key="cfv_show",
                         help="Counterfactual: the image changed step by step until the model's "
@@ -110,7 +110,7 @@ def image_viewer(view, media_list) -> None:
             k = c2.slider("Frame (0 = unchanged, last = counterfactual)", 0, len(steps) - 1,
                           len(steps) - 1, key=f"cfv_frame_{view.assignment_id}")
             step = steps[k]
-    with st.popover("Window / level and zoom", icon=":material/tune:"):
+    with c3.popover("Window / zoom", icon=":material/tune:", width="stretch"):
         window, zoom, pan_x, pan_y = window_controls(img, "cfv_view")
     if step is None:
         png = viewer.render_image(view.image, window, zoom, pan_x, pan_y)

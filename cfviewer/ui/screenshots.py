@@ -99,6 +99,7 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
             page.screenshot(path=str(shots[-1]))
 
             admin = browser.new_page(viewport={"width": 1280, "height": 800})
+            admin.set_default_timeout(180_000)
             admin.goto(server.url, wait_until="commit")
             admin.get_by_label("Admin password").fill(password)
             admin.get_by_role("button", name="Sign in").click()
@@ -109,7 +110,11 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
             if admin.get_by_text("No answers yet from real readers").count():
                 admin.get_by_text("Include simulated readers").click()
                 wait_idle(admin)
-            admin.get_by_role("tab", name="Figures").click()
+            try:
+                admin.get_by_role("tab", name="Figures").click()
+            except Exception:
+                admin.screenshot(path=str(out / "screenshot_analysis_failed.png"))
+                raise
             admin.locator(".js-plotly-plot").first.wait_for()
             wait_idle(admin)
             admin.wait_for_timeout(1500)
