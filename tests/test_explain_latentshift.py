@@ -33,6 +33,34 @@ class RegionMeanClassifier(nn.Module):
         return torch.sigmoid(m[:, None] * self.scale + self.bias)
 
 
+class RegionLogitClassifier(RegionMeanClassifier):
+    """RegionMeanClassifier with a ``.logits`` (so gradient_of="auto" picks the logit)."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        m = x[:, 0, REGION[0], REGION[1]].mean((1, 2)) / 1024.0
+        return m[:, None] * self.scale + self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+class RegionQuadraticClassifier(nn.Module):
+    """logit = k (m - c)^2 + bias, m the REGION mean / 1024: lowest at m = c, so a long step
+    along the gradient overshoots the minimum and the prediction shoots up again."""
+
+    def __init__(self, k: float = 43.2, c: float = 0.0, bias: float = -4.0):
+        super().__init__()
+        self.pathologies = list(PATHOLOGIES)
+        self.k, self.c, self.bias = k, c, bias
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        m = x[:, 0, REGION[0], REGION[1]].mean((1, 2)) / 1024.0
+        return (self.k * (m - self.c) ** 2 + self.bias)[:, None].expand(-1, len(self.pathologies))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
 class IdentityAE(nn.Module):
     """encode = x / 1024, decode = 1024 z: D(E(x)) = x exactly."""
 
@@ -43,8 +71,9 @@ class IdentityAE(nn.Module):
         return z * 1024.0
 
 
-def known_bundle() -> Bundle:
-    return Bundle(RegionMeanClassifier(), IdentityAE(), resolution=R, device="cpu")
+def known_bundle(logits: bool = False, **kw) -> Bundle:
+    clf = (RegionLogitClassifier if logits else RegionMeanClassifier)(**kw)
+    return Bundle(clf, IdentityAE(), resolution=R, device="cpu")
 
 
 def region_image(level: float = 600.0, seed: int = 0) -> np.ndarray:
@@ -133,12 +162,12 @@ def test_aliases_select_the_map_and_match_the_frames(rb):
         np.testing.assert_allclose(e.map, frames_to_map(e.frames, e.lambdas, m), rtol=1e-6)
 
 
-def _search_cases(rb):
+def _search_cases(rb, logits: bool = False):
     cases = []
     for seed in range(3):
         for target in ("Cardiomegaly", "Mass", "Pneumothorax"):
             cases.append((rb, phantom_like(seed), target))
-    kb = known_bundle()
+    kb = known_bundle(logits=logits)
     for level in (200.0, 600.0, 1000.0):
         cases.append((kb, region_image(level), "Effusion"))
     return cases
@@ -147,12 +176,14 @@ def _search_cases(rb):
 EXTRAS = [{}, {"search_pred_diff": 0.8}, {"search_max_pixel_diff_pct": 0.5}]
 
 
+@pytest.mark.parametrize("gradient_of", ["probability", "logit"])
 @pytest.mark.parametrize("extra", EXTRAS)
-def test_batched_search_equals_sequential_reference_walk(rb, extra):
+def test_batched_search_equals_sequential_reference_walk(rb, extra, gradient_of):
     reached = set()
-    for bundle, img, target in _search_cases(rb):
-        e = get_explainer("latentshift", bundle, **extra).explain(img, target)
-        bound, ref_decoded = reference_walk(bundle, img, target, **extra)
+    for bundle, img, target in _search_cases(rb, logits=gradient_of == "logit"):
+        e = get_explainer("latentshift", bundle, refine=False, gradient_of=gradient_of, **extra).explain(img, target)
+        bound, ref_decoded = reference_walk(bundle, img, target, gradient_of=gradient_of, **extra)
+        assert e.params["search"]["gradient_of"] == gradient_of and e.params["refine"] is False
         assert e.params["search"]["lower"] == bound
         reached.add(e.params["search"]["lower_reason"])
         # one pass per 4 candidates instead of one per candidate, at most 3 images more
@@ -163,7 +194,10 @@ def test_batched_search_equals_sequential_reference_walk(rb, extra):
         seq = lambda_sequence()[: k + 1]
         frames_outside_walk = sum(float(v) not in seq for v in e.lambdas)
         assert e.evaluations["reference_decoder"] == ref_decoded + frames_outside_walk
-    assert len(reached) >= 2  # several different rules decided the bounds
+    # several different rules decided the bounds (the logit's larger steps on the random
+    # bundle hit the pixel limit first under search_pred_diff=0.8; the saturated-model test
+    # covers other rules with the logit)
+    assert len(reached) >= (2 if gradient_of == "probability" or extra != EXTRAS[1] else 1)
 
 
 def test_larger_search_batches_find_the_same_bound(rb):
@@ -179,7 +213,7 @@ def test_bracketed_search_is_exact_on_a_monotone_model_and_cheaper():
     for level, pct in ((300.0, 5.0), (700.0, 0.5), (700.0, 5.0)):
         img = region_image(level)
         kw = dict(search_pred_diff=0.6, search_max_pixel_diff_pct=pct)
-        brk = get_explainer("latentshift", kb, search_stride=4, **kw).explain(img, "Mass")
+        brk = get_explainer("latentshift", kb, search_stride=4, refine=False, **kw).explain(img, "Mass")
         bound, ref_decoded = reference_walk(kb, img, "Mass", **kw)
         k = brk.params["search"]["lower_index"]
         assert brk.params["search"]["lower"] == bound and k >= 11
@@ -262,11 +296,97 @@ def test_trained_demo_bundle_search_equals_the_walk():
         if not positives:
             continue
         target = positives[0]
-        bound, _ = reference_walk(bundle, ph.image, target)
-        exact = get_explainer("latentshift", bundle).explain(ph.image, target)
-        brk = get_explainer("latentshift", bundle, search_stride=4).explain(ph.image, target)
+        ref = dict(gradient_of="probability", refine=False)
+        bound, _ = reference_walk(bundle, ph.image, target, gradient_of="probability")
+        exact = get_explainer("latentshift", bundle, **ref).explain(ph.image, target)
+        brk = get_explainer("latentshift", bundle, search_stride=4, **ref).explain(ph.image, target)
+        auto = get_explainer("latentshift", bundle).explain(ph.image, target)
+        assert auto.params["search"]["gradient_of"] == "logit"
+        assert auto.frame_preds[0] <= auto.pred_reconstruction
         seq = lambda_sequence()
         assert exact.params["search"]["lower"] == bound
         assert abs(seq.index(brk.params["search"]["lower"]) - seq.index(bound)) <= 1
         assert exact.frame_preds[0] <= exact.pred_reconstruction  # the counterfactual lowers it
         done += 1
+
+
+def test_saturated_classifier_needs_the_logit_gradient():
+    """logit = 6 m + 40: p = 1.0 exactly in float32, so d p / d z = 0 and the reference's
+    frames never change; the logit's gradient still points the way down."""
+    kb = known_bundle(logits=True, bias=40.0)
+    img = region_image(600.0)
+    kw = dict(search_max_pixel_diff_pct=5.0)
+    prob = get_explainer("latentshift", kb, gradient_of="probability", **kw).explain(img, "Atelectasis")
+    assert prob.params["search"]["lower_reason"] == "max_lambda"
+    assert np.all(prob.frame_preds == 1.0)
+    assert np.abs(prob.frames - prob.frames[-1]).max() == 0.0
+    for g in ("auto", "logit"):
+        e = get_explainer("latentshift", kb, gradient_of=g, **kw).explain(img, "Atelectasis")
+        assert e.params["gradient_of"] == g and e.params["search"]["gradient_of"] == "logit"
+        assert e.params["search"]["lower_reason"] in ("pred_diff_reached", "pred_below_min")
+        assert e.frame_preds[0] < e.pred_reconstruction - 0.3
+        assert np.all(np.diff(e.frame_preds) >= 0)
+    # the walk with the logit's gradient is the same as the batched search's
+    bound, _ = reference_walk(kb, img, "Atelectasis", gradient_of="logit", **kw)
+    e = get_explainer("latentshift", kb, refine=False, **kw).explain(img, "Atelectasis")
+    assert e.params["search"]["lower"] == bound
+
+
+def test_logit_needs_a_classifier_with_logits():
+    with pytest.raises(ExplainerParameterError, match="gradient_of"):
+        get_explainer("latentshift", known_bundle(), gradient_of="logit")
+    with pytest.raises(ExplainerParameterError, match="gradient_of"):
+        get_explainer("latentshift", known_bundle(), gradient_of="logits")
+    e = get_explainer("latentshift", known_bundle()).explain(region_image(), "Mass")
+    assert e.params["search"]["gradient_of"] == "probability"
+
+
+def overshoot_bundle() -> Bundle:
+    return Bundle(RegionQuadraticClassifier(), IdentityAE(), resolution=R, device="cpu")
+
+
+def test_refine_keeps_the_bound_inside_an_overshooting_first_step():
+    kb = overshoot_bundle()
+    img = region_image(307.2)
+    kw = dict(search_max_pixel_diff_pct=5.0, gradient_of="logit")
+    ref = get_explainer("latentshift", kb, refine=False, **kw).explain(img, "Mass")
+    s = ref.params["search"]
+    assert s["lower_reason"] == "pred_reversed" and s["lower_index"] == 1 and s["lower"] == -10.0
+    assert ref.frame_preds[0] > ref.pred_reconstruction  # the reference's "counterfactual" is higher
+    assert s["refined"] is False and ref.evaluations["refine_images"] == 0
+
+    e = get_explainer("latentshift", kb, **kw).explain(img, "Mass")
+    s = e.params["search"]
+    assert s["refined"] is True and s["walk_lower"] == -10.0 and s["lower_reason"] == "pred_reversed"
+    assert -10.0 < s["lower"] < 0.0
+    assert e.lambdas[0] == s["lower"]
+    assert e.frame_preds[0] <= e.pred_reconstruction
+    assert e.frame_preds[0] < 0.1 < e.pred_reconstruction
+    assert e.evaluations["refine_images"] == 8 * s["refine_passes"] and 1 <= s["refine_passes"] <= 3
+    assert e.evaluations["decoder"] == (
+        ref.evaluations["decoder"] - ref.evaluations["frame_images"] + e.evaluations["refine_images"]
+        + e.evaluations["frame_images"]
+    )
+    one = get_explainer("latentshift", kb, refine_rounds=1, **kw).explain(img, "Mass")
+    assert one.evaluations["refine_images"] == 8 and one.params["search"]["refine_passes"] == 1
+    assert -10.0 < one.params["search"]["lower"] < 0.0 and one.frame_preds[0] <= one.pred_reconstruction
+    # lock step: the refinement rounds of several images share passes
+    batch = get_explainer("latentshift", kb, **kw).explain_batch([img, region_image(300.0, seed=1)], ["Mass", "Mass"])
+    assert all(b.params["search"]["refine_passes"] <= 3 for b in batch)
+    np.testing.assert_allclose(batch[0].frame_preds, e.frame_preds, atol=1e-6)
+
+
+def test_refine_respects_the_pixel_limit_and_never_goes_beyond_the_walk():
+    kb = overshoot_bundle()
+    img = region_image(307.2)
+    for pct in (5.0, 0.05, 0.0):
+        e = get_explainer("latentshift", kb, search_max_pixel_diff_pct=pct).explain(img, "Mass")
+        s = e.params["search"]
+        assert s["walk_lower"] <= s["lower"] <= 0.0
+        assert e.frame_preds[0] <= e.pred_reconstruction
+        pixel_sum = np.abs(e.frames[-1]).sum()
+        assert np.abs(e.frames[-1] - e.frames[0]).sum() <= pixel_sum * pct * (1 + 1e-5) + 1e-3
+    # on a monotone model the refinement keeps the walk's bound
+    e = get_explainer("latentshift", known_bundle(), search_max_pixel_diff_pct=0.5).explain(region_image(300.0), "Mass")
+    assert e.params["search"]["refined"] is False
+    assert e.params["search"]["lower"] == e.params["search"]["walk_lower"]

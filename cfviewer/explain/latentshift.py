@@ -21,6 +21,42 @@ the **first** candidate at which one of these rules fires:
 * ``search_max_lambda``: |lambda| reaches 3000;
 * ``search_max_pixel_diff_pct``: sum |x_0 - x_lambda| exceeds 5 % of sum |x_0|.
 
+Gradient of the logit (``gradient_of``)
+----------------------------------------
+The reference differentiates the sigmoid *probability*: dz = d p / d z = p (1 - p) d logit / d z.
+Its torchxrayvision models output calibrated probabilities that rarely saturate, but a
+confident classifier (the demo bundle gives p = 1.000 on many positives) has p (1 - p) ~ 0
+(exactly 0 in float32 once the logit exceeds ~17): dz vanishes, even lambda = -3000 changes
+nothing and the search ends at ``max_lambda`` with every frame at p = 1. The direction of
+d logit / d z is the same as that of d p / d z (a positive factor apart) but it does not
+vanish, so ``gradient_of="logit"`` shifts along it; the step scale differs (larger by
+1 / (p (1 - p)) >= 4). ``gradient_of="auto"`` (default) uses the logit when the classifier
+has a callable ``.logits`` (the demo :class:`~cfviewer.models.classifier.Classifier`;
+``forward`` must be ``sigmoid(logits)``) and the probability otherwise (torchxrayvision-
+wrapped models); ``"probability"`` is the reference. Only dz changes: every stopping rule
+still uses the probability, so the rules keep their meaning. The resolved choice is recorded
+in ``params["search"]["gradient_of"]``.
+
+Overshoot refinement (``refine``)
+---------------------------------
+The reference keeps the candidate at which a rule fires as the bound, even when that step
+overshot: e.g. the reconstruction has p = 0.375, lambda = -1.1 would give 0.026, but the
+first candidate -10 gives 0.987, the walk stops on ``pred_reversed`` and the
+"counterfactual" is *higher* than the reconstruction. With ``refine=True`` (default;
+``False`` = the reference) the search, after stopping at index k >= 1, evaluates
+``refine_points`` (8) lambdas evenly spaced strictly between candidates k-1 and k in one
+batched pass (all images together); then, for ``refine_rounds - 1`` (2) more passes, 8
+between the neighbours of the best point so far (the logit's steps are larger, so the
+useful range can be narrower than one tenth of the first step). It sets the bound at the
+evaluated lambda (walk
+candidates up to k and the refinement points, never beyond the walk's bound) with the
+lowest prediction (highest when searching up) among those within the pixel-change limit;
+ties go to the larger |lambda|. So the counterfactual is never higher than the
+reconstruction when any evaluated lambda lowered it. ``params["search"]`` records
+``refined`` (the bound moved), ``walk_lower`` (the reference's bound) and the refinement's
+images and passes (also in ``evaluations["refine_images"]``; ``search_images`` counts the
+walk only).
+
 The upward search (``search_up=True``) mirrors these rules (0, 10, 21, ...; prediction falls
 again, rises above ``search_max_pred`` = 0.95 or more than ``search_pred_rise`` = 0.05 -- the
 paper's "increases by 5 %" -- above its start, same lambda and pixel limits).
@@ -91,7 +127,47 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "search_batch": 4,
     "search_stride": 1,
     "fix_range": None,
+    "gradient_of": "auto",
+    "refine": True,
+    "refine_points": 8,
+    "refine_rounds": 3,
 }
+
+GRADIENT_OF = ("auto", "probability", "logit")
+
+
+def has_logits(classifier: Any) -> bool:
+    return callable(getattr(classifier, "logits", None))
+
+
+def resolve_gradient_of(classifier: Any, gradient_of: str = "auto") -> str:
+    """"auto" -> "logit" when the classifier has a callable ``.logits``, else "probability"."""
+    if gradient_of not in GRADIENT_OF:
+        raise ValueError(f"gradient_of must be one of {GRADIENT_OF}, not {gradient_of!r}")
+    if gradient_of == "auto":
+        return "logit" if has_logits(classifier) else "probability"
+    if gradient_of == "logit" and not has_logits(classifier):
+        raise ValueError("gradient_of='logit' needs a classifier with a .logits method")
+    return gradient_of
+
+
+def target_gradient(
+    ae: Any, classifier: Any, x: torch.Tensor, idx: Sequence[int], gradient_of: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z = E(x), x0 = D(z), the target probabilities at x0 and dz = d q / d z with q the
+    target's probability or logit (``gradient_of`` resolved). All detached."""
+    with torch.enable_grad():
+        z = ae.encode(x).detach().requires_grad_(True)
+        x0 = ae.decode(z)
+        rows = torch.arange(len(x), device=x0.device)
+        cols = torch.as_tensor(list(idx), device=x0.device)
+        if gradient_of == "logit":
+            q = classifier.logits(x0)[rows, cols]
+            prob = torch.sigmoid(q)
+        else:
+            q = prob = classifier(x0)[rows, cols]
+        (dz,) = torch.autograd.grad(q.sum(), z)
+    return z.detach(), x0.detach(), prob.detach(), dz.detach()
 
 
 def lambda_sequence(step: float = 10.0, limit: float = 3000.0, sign: int = -1) -> list[float]:
@@ -317,6 +393,36 @@ def search_bound(
     return run_searches([cache], [search_steps(cache, seq, rules, batch, stride)])[0]
 
 
+def refine_candidates(lo: float, hi: float, n: int) -> list[float]:
+    """``n`` lambdas evenly spaced strictly between two walk points."""
+    return [float(v) for v in np.linspace(lo, hi, n + 2)[1:-1]]
+
+
+def zoom_interval(cache: ShiftCache, walk_bound: float, best: float) -> tuple[float, float]:
+    """The neighbours of ``best`` among the evaluated lambdas between 0 and ``walk_bound``."""
+    lo_, hi_ = sorted((0.0, walk_bound))
+    pts = sorted(v for v in cache.preds if lo_ <= v <= hi_)
+    i = pts.index(best)
+    return pts[max(i - 1, 0)], pts[min(i + 1, len(pts) - 1)]
+
+
+def refined_bound(cache: ShiftCache, walk_bound: float, rules: StopRules) -> float:
+    """The evaluated lambda between 0 and ``walk_bound`` (inclusive) with the lowest prediction
+    (highest when ``rules.sign > 0``) within the pixel-change limit; ties -> larger |lambda|.
+    Lambda 0 always qualifies."""
+    limit = rules.pixel_sum * rules.max_pixel_diff_pct
+    best, best_key = 0.0, None
+    for lam, pred in cache.preds.items():
+        if lam * rules.sign < 0 or abs(lam) > abs(walk_bound):
+            continue
+        if lam != 0.0 and cache.pixel_diffs[lam] > limit:
+            continue
+        key = (-rules.sign * pred, -abs(lam))
+        if best_key is None or key < best_key:
+            best, best_key = lam, key
+    return float(best)
+
+
 def frames_to_map(frames: np.ndarray, lambdas: np.ndarray, method: str = "max") -> np.ndarray:
     """2D map from frames sorted by lambda (paper appendix B); x_0 = the lambda = 0 frame."""
     frames = np.asarray(frames, dtype=np.float32)
@@ -356,7 +462,15 @@ class LatentShiftExplainer(Explainer):
             raise self._bad("n_frames", "must be >= 2 (lambda = 0 and the bound)")
         if p["up_frames"] < 2:
             raise self._bad("up_frames", "must be >= 2")
-        for key in ("search_batch", "search_stride", "max_batch"):
+        if p["gradient_of"] not in GRADIENT_OF:
+            raise self._bad("gradient_of", f"must be one of {', '.join(GRADIENT_OF)}")
+        if p["gradient_of"] == "logit" and not has_logits(self.bundle.classifier):
+            raise self._bad(
+                "gradient_of",
+                f"'logit' needs a classifier with a .logits method; "
+                f"{type(self.bundle.classifier).__name__} has none (use 'auto' or 'probability')",
+            )
+        for key in ("search_batch", "search_stride", "max_batch", "refine_points", "refine_rounds"):
             if p[key] < 1:
                 raise self._bad(key, "must be >= 1")
         for key in ("search_step_size", "search_max_lambda"):
@@ -389,14 +503,10 @@ class LatentShiftExplainer(Explainer):
         timer = Timer()
         with timer("predict"):
             pred_original = self.predict_target(x, idx)
-        with timer("gradient"), torch.enable_grad():
-            z = ae.encode(x).detach().requires_grad_(True)
-            x0 = ae.decode(z)
-            rows = torch.arange(n, device=x0.device)
-            pred0 = clf(x0)[rows, torch.as_tensor(idx, device=x0.device)]
-            (dz,) = torch.autograd.grad(pred0.sum(), z)
-        z, dz, x0 = z.detach(), dz.detach(), x0.detach()
-        pred0_np = pred0.detach().double().cpu().numpy()
+        grad_of = resolve_gradient_of(clf, p["gradient_of"])
+        with timer("gradient"):
+            z, x0, pred0, dz = target_gradient(ae, clf, x, idx, grad_of)
+        pred0_np = pred0.double().cpu().numpy()
         caches = []
         for i in range(n):
             c = ShiftCache(
@@ -405,7 +515,7 @@ class LatentShiftExplainer(Explainer):
             )
             c.put(0.0, x0[i, 0], float(pred0_np[i]))
             caches.append(c)
-        infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        infos: list[dict[str, Any]] = [{"gradient_of": grad_of} for _ in range(n)]
         with timer("search"):
             bounds = self._search(caches, infos)
         with timer("frames"):
@@ -437,6 +547,7 @@ class LatentShiftExplainer(Explainer):
                 "search_passes": info["search_passes"],
                 "frame_images": c.n_decoded - before[i],
                 "search_steps": info.get("lower_index", 0),
+                "refine_images": info.get("refine_images", 0),
                 "reference_decoder": ref_images,
             }
             params = dict(p)
@@ -483,6 +594,7 @@ class LatentShiftExplainer(Explainer):
         for info in infos:
             info["search_images"] = 0
             info["search_passes"] = 0
+            info["refined"] = False
         if p["fix_range"] is not None:
             lo, hi = (float(v) for v in p["fix_range"])
             for info in infos:
@@ -506,11 +618,56 @@ class LatentShiftExplainer(Explainer):
                 infos[i]["search_images"] += res.images_evaluated
                 infos[i]["search_passes"] += res.passes
                 ref_lambdas[i] += seq[: res.index + 1]
+            if p["refine"]:
+                self._refine(caches, infos, seq, sign, bounds, key)
         for info, refs in zip(infos, ref_lambdas):
             # The reference decodes lambda 0 again in its search, then each step once.
             info["reference_search_images"] = len(refs) - (1 if p["search_up"] else 0)
             info["reference_lambdas"] = tuple(refs)
         return [(b["lower"], b.get("upper", 0.0)) for b in bounds]
+
+    def _refine(
+        self,
+        caches: list[ShiftCache],
+        infos: list[dict[str, Any]],
+        seq: Sequence[float],
+        sign: int,
+        bounds: list[dict[str, float]],
+        key: str,
+    ) -> None:
+        """Overshoot refinement (module docstring): each round one batched pass for all images."""
+        npts = self.params["refine_points"]
+        walks = [b[key] for b in bounds]
+        active = [info[f"{key}_index"] >= 1 for info in infos]
+        before = [(c.n_decoded, c.n_passes) for c in caches]
+        best = list(walks)
+        for rnd in range(self.params["refine_rounds"]):
+            requests: list[list[float]] = []
+            for i, (c, info) in enumerate(zip(caches, infos)):
+                if not active[i]:
+                    requests.append([])
+                elif rnd == 0:
+                    k = info[f"{key}_index"]
+                    requests.append(refine_candidates(seq[k - 1], seq[k], npts))
+                else:
+                    a, b = zoom_interval(c, walks[i], best[i])
+                    requests.append(refine_candidates(a, b, npts) if abs(a - b) > 1e-6 else [])
+            if not any(requests):
+                break
+            evaluate_shifts(caches, requests)
+            for i, c in enumerate(caches):
+                if active[i]:
+                    best[i] = refined_bound(c, walks[i], self._rules(c, sign))
+        for i, (c, info) in enumerate(zip(caches, infos)):
+            info["refine_images"] = info.get("refine_images", 0) + c.n_decoded - before[i][0]
+            info["refine_passes"] = info.get("refine_passes", 0) + c.n_passes - before[i][1]
+            walk = walks[i]
+            info[f"walk_{key}"] = walk
+            new = best[i] if active[i] else walk
+            if new != walk:
+                info["refined"] = True
+                info[f"{key}_refined"] = True
+                bounds[i][key] = info[key] = new
 
 
 @torch.no_grad()
@@ -524,21 +681,20 @@ def reference_walk(
     search_max_lambda: float = SEARCH_DEFAULTS["search_max_lambda"],
     search_max_pixel_diff_pct: float = SEARCH_DEFAULTS["search_max_pixel_diff_pct"],
     search_step_size: float = SEARCH_DEFAULTS["search_step_size"],
+    gradient_of: str = SEARCH_DEFAULTS["gradient_of"],
 ) -> tuple[float, int]:
     """The slow reference: the lower lambda bound found by walking one candidate at a time
     exactly as ieee8023/latentshift does (one decoder + classifier pass per step).
+
+    ``gradient_of`` chooses dz exactly as the explainer does ("probability" is the reference);
+    the stopping rules use the probability either way. No refinement (``refine=False``).
 
     Returns (bound, decoder images used: the gradient's decode + one per distinct lambda). For tests and for
     the benchmark's evaluation-count comparison."""
     ae, clf = bundle.autoencoder, bundle.classifier
     t = bundle.target_index(target)
     x = bundle.preprocess(image if torch.is_tensor(image) else np.asarray(image, np.float32))
-    with torch.enable_grad():
-        z = ae.encode(x).detach().requires_grad_(True)
-        x_lambda0 = ae.decode(z)
-        pred = clf(x_lambda0)[:, t]
-        (dz,) = torch.autograd.grad(pred.sum(), z)
-    x_lambda0 = x_lambda0.detach()
+    z, x_lambda0, _, dz = target_gradient(ae, clf, x, [t], resolve_gradient_of(clf, gradient_of))
     decoded = 1
 
     cache: dict[float, tuple[torch.Tensor, float]] = {}
@@ -547,7 +703,7 @@ def reference_walk(
         nonlocal decoded
         if lam not in cache:  # the reference caches by lambda too
             decoded += 1
-            xl = ae.decode(z.detach() + dz * lam)
+            xl = ae.decode(z + dz * lam)
             cache[lam] = xl, float(clf(xl)[0, t])
         return cache[lam]
 
