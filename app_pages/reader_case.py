@@ -56,6 +56,9 @@ try:
 except CfviewerError as exc:
     st.error(str(exc), icon=":material/broken_image:")
 
+if not screen.answered:  # warm the caches for the next case while this one is read
+    reading.prefetch_next(s.db, reader, view.assignment_id, st.session_state.get("cfv_opacity", 0.6))
+
 with right:
     submitted, answers, comment = components.answer_form(view)
     if submitted:

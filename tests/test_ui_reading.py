@@ -171,3 +171,28 @@ def test_eta_and_durations():
 
 def test_anchor_lines():
     assert research.parse_anchor_lines("1 - a\n\n 2 - b \n") == ["1 - a", "2 - b"]
+
+
+def test_prefetch_warms_the_caches_for_the_next_case(db):
+    from cfviewer.ui import viewer
+
+    alice = _reader(db)
+    screen = reading.open_screen(db, alice)
+    with db.read() as s:
+        nxt = reading.upcoming_read(s, alice, screen.view.assignment_id)
+        assert nxt is not None and nxt.position == screen.view.position + 1
+    viewer.clear_caches()
+    reading.prefetch_next(db, alice, screen.view.assignment_id, wait=True)
+    assert viewer._render_file.cache_info().currsize == 1
+    assert viewer._render_overlay.cache_info().currsize >= 1
+    hits = viewer._render_file.cache_info().hits
+    reading.submit(db, alice, screen.view, F.ANSWERS)
+    following = reading.open_screen(db, alice)
+    assert following.view.assignment_id == nxt.id
+    viewer.render_defaults(following.view.image, following.media)
+    assert viewer._render_file.cache_info().hits == hits + 1  # served from the warm cache
+    # a thread by default, and never an exception
+    t = reading.prefetch_next(db, alice, following.view.assignment_id)
+    t.join(30)
+    assert not t.is_alive()
+    assert reading.prefetch_next(db, alice, 10**9, wait=True) is None  # unknown read: ignored

@@ -163,6 +163,46 @@ def _editable(session, reader: Reader, a: Assignment, prog: R.Progress) -> bool:
     return a.session in (prog.current_session, last_worked)
 
 
+def upcoming_read(session, reader: Reader, assignment_id: int) -> Assignment | None:
+    """The reader's first unanswered read after `assignment_id` (the likely next case)."""
+    a = R.get_assignment(session, reader, assignment_id)
+    answered = _answered_ids(session, reader)
+    for nxt in session.scalars(select(Assignment).where(
+            Assignment.reader_id == reader.id, Assignment.position > a.position)
+            .order_by(Assignment.position).limit(8)):
+        if nxt.id not in answered:
+            return nxt
+    return None
+
+
+def prefetch_next(db, reader: Reader, assignment_id: int, opacity: float = 0.6, wait: bool = False):
+    """Warm the image caches for the reader's next case while they read this one, so the
+    Next click only reads the database. Runs in a daemon thread (`wait=True`: inline).
+    Never raises: a failed prefetch only means the next case renders on demand."""
+    import threading
+
+    from cfviewer.ui import viewer
+
+    def work() -> None:
+        try:
+            with db.read() as s:
+                nxt = upcoming_read(s, reader, assignment_id)
+                if nxt is None:
+                    return
+                view = R.read_view(s, reader, nxt.id)
+                media = explanation_media(s, nxt)
+            viewer.render_defaults(view.image, media, opacity)
+        except Exception:  # noqa: BLE001 - best effort by design
+            return
+
+    if wait:
+        work()
+        return None
+    t = threading.Thread(target=work, name="cfviewer-prefetch", daemon=True)
+    t.start()
+    return t
+
+
 # --------------------------------------------------------------------------- answers
 @dataclass(frozen=True)
 class SubmitOutcome:

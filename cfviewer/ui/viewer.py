@@ -24,8 +24,8 @@ from PIL import Image
 
 from cfviewer.errors import CfviewerError
 
-VIEW_SIZE = 768  # px of the rendered viewer image (shown at the column width, >= 512 px)
-TILE_SIZE = 384  # px of each explanation tile
+VIEW_SIZE = 1024  # px cap of the rendered viewer image (shown at the column width, >= 512 px)
+TILE_SIZE = 512  # px cap of each explanation tile
 MAX_ZOOM = 8.0
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -183,13 +183,15 @@ def windowed(img: np.ndarray, window: Window) -> np.ndarray:
 
 
 def _fit(arr: np.ndarray, size: int) -> Image.Image:
-    """uint8 H x W (x 3) -> PIL image whose longer side is `size` (aspect kept)."""
+    """uint8 H x W (x 3) -> PIL image whose longer side is at most `size` (aspect kept).
+
+    Never enlarged: the browser scales the image to the column (smoothly), so sending more
+    pixels than the file has would only cost encoding time and bandwidth."""
     im = Image.fromarray(arr)
     h, w = arr.shape[:2]
     scale = size / max(h, w)
-    new = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    if new != (w, h):
-        im = im.resize(new, Image.LANCZOS if scale < 1 else Image.BICUBIC)
+    if scale < 1:
+        im = im.resize((max(1, int(round(w * scale))), max(1, int(round(h * scale)))), Image.LANCZOS)
     return im
 
 
@@ -201,7 +203,7 @@ def png_bytes(im: Image.Image) -> bytes:
 
 def render_array(img: np.ndarray, window: Window, zoom: float = 1.0, pan_x: float = 0.5,
                  pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
-    """Window, crop (zoom / pan) and scale an image to PNG bytes (longer side = `size`)."""
+    """Window, crop (zoom / pan) and scale an image to PNG bytes (longer side at most `size`)."""
     y0, y1, x0, x1 = crop_box(img.shape[0], img.shape[1], zoom, pan_x, pan_y)
     return png_bytes(_fit(windowed(img[y0:y1, x0:x1], window), size))
 
@@ -270,3 +272,27 @@ def clear_caches() -> None:
     for fn in (_load_pixels, _load_npy, _load_frames, _read_bytes, _read_json, _render_file,
                _render_frame, _render_overlay):
         fn.cache_clear()
+
+
+def render_defaults(image_path: Path | None, media, opacity: float = 0.6) -> int:
+    """Render what the case page shows at its default settings (Auto window, no zoom) for a
+    read with `media` (reading.ExplanationMedia); returns the bytes produced. Used to warm
+    the caches for the reader's next case, and by the benchmark."""
+    if image_path is None:
+        return 0
+    n = 0
+    img = load_pixels(image_path)
+    window = preset_window(img, "Auto")
+    n += len(render_image(image_path, window))
+    for m in media:
+        if m.map_path is not None:
+            n += len(render_overlay(image_path, m.map_path, opacity, window))
+        elif m.overlay_path is not None:
+            n += len(read_bytes(m.overlay_path))
+        if m.gif_path is not None:
+            n += len(read_bytes(m.gif_path))
+        if m.frames_path is not None:
+            load_frames(m.frames_path)
+        if m.json_path is not None:
+            read_json(m.json_path)
+    return n
