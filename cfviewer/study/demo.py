@@ -39,8 +39,8 @@ ARMS = (
     ("Method A", ["gradient", "guided_backprop", "integrated_gradients"]),
     ("Method B", ["latentshift-max"]),
 )
-GENERATED = ("study.db", "study.db-wal", "study.db-shm", "cases", "artifacts", "readers.json",
-             "export", "analysis")
+GENERATED = ("study.db", "study.db-wal", "study.db-shm", "study.db.writelock", "cases", "artifacts",
+             "readers.json", "export", "analysis")
 
 
 @dataclass
@@ -57,7 +57,7 @@ class DemoResult:
 @contextlib.contextmanager
 def _lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".demo.lock", "w") as fh:
+    with open(root / "study.db.demo-lock", "w") as fh:  # matches the study.db* ignore rule
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
