@@ -162,6 +162,8 @@ def render_markdown(result: Any) -> str:
     if b.get("note"):
         bdesc += f" — {b['note']}"
     out.append(f"- Bundle: {bdesc}")
+    if b.get("run_note"):
+        out.append(f"- Note: {b['run_note']}")
     if b.get("summary"):
         out.append(f"- Bundle metadata: {b['summary']}")
     overlap = b.get("training_seed_overlap")

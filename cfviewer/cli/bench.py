@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="class-sensitivity grids per pathology (default 3)")
     p.add_argument("--device", default="cpu", help="torch device for the bundle (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--note", default=None, help="a remark printed in the report header "
+                   "(e.g. why n was reduced)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         options = BenchOptions(**{k: v for k, v in overrides.items() if v is not None})
     bundle_dir = args.bundle if args.bundle is not None else demo_bundle_dir()
     bundle = Bundle.load(bundle_dir, device=args.device)
-    result = run_bench(bundle, options, bundle_desc=describe_bundle(bundle, bundle_dir))
+    desc = describe_bundle(bundle, bundle_dir)
+    if args.note:
+        desc["run_note"] = args.note
+    result = run_bench(bundle, options, bundle_desc=desc)
     result.command = "cfviewer bench " + " ".join(shlex.quote(a) for a in _argv(args))
     path = write_section(args.out, BENCH_SECTION, render_markdown(result))
     n_ok = sum(m.ran for m in result.methods) - 1
@@ -88,21 +93,24 @@ def _argv(args: argparse.Namespace) -> list[str]:
 
 
 def describe_bundle(bundle, bundle_dir: Path) -> dict:
-    """Path + a one-line summary of what the bundle's metadata says about it."""
+    """Path + a one-line summary of what the bundle's metadata says about it (source, training
+    set size, held-out AUC per pathology as written by `cfviewer train`)."""
     meta = dict(getattr(bundle, "meta", {}) or {})
     bits = []
-    for key in ("source", "name", "description", "trained", "created"):
+    for key in ("source", "name", "description"):
         if isinstance(meta.get(key), (str, int, float)):
             bits.append(f"{key}: {meta[key]}")
-    for key in ("val_auc", "auc", "metrics", "validation"):
-        v = meta.get(key)
-        if isinstance(v, dict):
-            nums = {k: x for k, x in v.items() if isinstance(x, (int, float))}
-            if nums:
-                bits.append(f"{key}: " + ", ".join(f"{k} {x:.3f}" if isinstance(x, float) else f"{k} {x}"
-                                                    for k, x in list(nums.items())[:8]))
-        elif isinstance(v, (int, float)):
-            bits.append(f"{key}: {v:.3f}")
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    if isinstance(training.get("n_train"), int):
+        bits.append(f"trained on {training['n_train']} phantoms")
+    auc = training.get("val_auc") or meta.get("val_auc")
+    if isinstance(auc, dict):
+        nums = {k: v for k, v in auc.items() if isinstance(v, (int, float))}
+        if nums:
+            bits.append("held-out AUC " + ", ".join(f"{k} {v:.3f}" for k, v in nums.items()))
+    thr = getattr(bundle, "thresholds", None)
+    if isinstance(thr, dict) and thr:
+        bits.append("thresholds " + ", ".join(f"{k} {v:.2f}" for k, v in thr.items()))
     return {
         "path": str(bundle_dir),
         "resolution": bundle.resolution,
