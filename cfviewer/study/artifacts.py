@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from cfviewer.study.cohort import load_case_image, sha256_file
 from cfviewer.study.db import Database
 from cfviewer.study.errors import StudyError
-from cfviewer.study.schema import Arm, Artifact, Case, CohortItem, Study, utcnow
+from cfviewer.study.schema import Arm, Artifact, Case, CohortItem, utcnow
 
 RENDER = {"version": 1, "overlay_size": 512, "gif_size": 384, "gif_fps": 8.0, "image_max_side": 1024,
           "cmap": "inferno", "opacity": 0.6, "percentile": 99.0}
