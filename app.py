@@ -9,5 +9,5 @@ from cfviewer.ui.shell import build_navigation
 st.set_page_config(page_title="cfviewer reader study", page_icon=":material/radiology:",
                    layout="wide", initial_sidebar_state="auto")
 # Less empty space above the content: at 1280 x 800 the radiograph must fit on screen.
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3.2rem;padding-bottom:1rem}</style>")
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:4.6rem;padding-bottom:1rem}</style>")
 build_navigation().run()

@@ -199,9 +199,10 @@ def test_counterfactual_arm_has_animation_frame_slider_and_toggle(fx, monkeypatc
     at = _open_case(F.app_test(fx, monkeypatch, token=fx.tokens["bob"]))
     text = _texts(at)
     assert "Method B" in text and "Explanation 1: animation" in text
-    show = at.radio(key="cfv_show")
-    assert show.options == ["Original", "Counterfactual"] and show.value == "Original"
-    show.set_value("Counterfactual").run()
+    show = at.toggle(key="cfv_show")
+    assert show.label == "Counterfactual" and show.value is False
+    assert _captions(at)[0].startswith("Original radiograph")
+    show.set_value(True).run()
     slider = next(s for s in at.slider if s.key.startswith("cfv_frame_"))
     # the precomputed frames: sorted by lambda, the counterfactual first
     db = fx.open()

@@ -99,18 +99,19 @@ def image_viewer(view, media_list) -> None:
         return
     img = viewer.load_pixels(view.image)
     fmedia, steps = _frame_info(media_list)
-    mode, step = "Original", None
-    c1, c2, c3 = st.columns([1.25, 1.45, 1], vertical_alignment="bottom")
+    step = None
+    c1, c2, c3 = st.columns([1.05, 1.55, 0.9], vertical_alignment="bottom")
     if fmedia is not None and steps:
-        mode = c1.radio("Show in the viewer", ["Original", "Counterfactual"], horizontal=True,
-                        key="cfv_show",
-                        help="Counterfactual: the image changed step by step until the model's "
-                             "prediction drops. Use the slider to step through the frames.")
-        if mode == "Counterfactual":
+        counterfactual = c1.toggle(
+            "Counterfactual", key="cfv_show",
+            help="Off: the original radiograph. On: the image changed step by step until the "
+                 "model's prediction drops; the slider steps through the frames.")
+        if counterfactual:
             k = c2.slider("Frame (0 = unchanged, last = counterfactual)", 0, len(steps) - 1,
                           len(steps) - 1, key=f"cfv_frame_{view.assignment_id}")
             step = steps[k]
-    with c3.popover("Window / zoom", icon=":material/tune:", width="stretch"):
+    with c3.popover("W/L · zoom", icon=":material/tune:", width="stretch",
+                    help="Window / level presets and sliders, zoom and pan"):
         window, zoom, pan_x, pan_y = window_controls(img, "cfv_view")
     if step is None:
         png = viewer.render_image(view.image, window, zoom, pan_x, pan_y)

@@ -43,7 +43,8 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
         with db.write() as s:
             st = studies.get_study(s, None)
             name = st.name
-            new = studies.add_readers(s, st, ["screenshot-1", "screenshot-2"])
+            # simulated: their two answers must not count as a real reader's in the analysis
+            new = studies.add_readers(s, st, ["screenshot-1", "screenshot-2"], simulated=True)
             design.build_schedule(s, st)
         token, reader = new[0].token, new[0].reader
         with db.read() as s:
@@ -60,7 +61,8 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
             if nxt.status == "ready":
                 R.record_response(db, reader.id, nxt.assignment.id, {"confidence": 4, "correct_feature": 3 + k})
         with db.read() as s:
-            has_other = s.scalars(select(Response.id).where(Response.reader_id != reader.id).limit(1)).first()
+            has_other = s.scalars(select(Response.id).where(
+                Response.reader_id.not_in([n.reader.id for n in new])).limit(1)).first()
         if not has_other:
             from cfviewer.study.simulate import simulate_readers
 
@@ -68,6 +70,13 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
     finally:
         db.dispose()
     return root, url, name, token
+
+
+def _images_loaded(page) -> None:
+    page.wait_for_function(
+        "() => { const imgs = Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'));"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }")
+    page.wait_for_timeout(500)
 
 
 def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> list[Path]:
@@ -93,8 +102,9 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
             expect(button).to_be_visible()
             button.click()
             expect(page.get_by_text("The model predicts")).to_be_visible()
+            expect(page.get_by_role("button", name="Save and next")).to_be_visible()  # the whole page drawn
             wait_idle(page)
-            page.wait_for_timeout(1500)  # let the GIF and images paint
+            _images_loaded(page)
             shots.append(out / "screenshot_reader.png")
             page.screenshot(path=str(shots[-1]))
 
@@ -107,9 +117,10 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
             wait_idle(admin)
             admin.get_by_role("link", name="Analysis").click()
             wait_idle(admin)
-            if admin.get_by_text("No answers yet from real readers").count():
-                admin.get_by_text("Include simulated readers").click()
-                wait_idle(admin)
+            toggle = admin.get_by_text("Include simulated readers")
+            toggle.wait_for()
+            toggle.click()  # the copy's answers come from simulated readers
+            wait_idle(admin)
             try:
                 admin.get_by_role("tab", name="Figures").click()
             except Exception:
@@ -117,7 +128,7 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
                 raise
             admin.locator(".js-plotly-plot").first.wait_for()
             wait_idle(admin)
-            admin.wait_for_timeout(1500)
+            admin.wait_for_timeout(2000)  # plotly draws after the element appears
             shots.append(out / "screenshot_analysis.png")
             admin.screenshot(path=str(shots[-1]))
             browser.close()
