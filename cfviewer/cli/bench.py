@@ -111,8 +111,13 @@ def describe_bundle(bundle, bundle_dir: Path) -> dict:
     thr = getattr(bundle, "thresholds", None)
     if isinstance(thr, dict) and thr:
         bits.append("thresholds " + ", ".join(f"{k} {v:.2f}" for k, v in thr.items()))
+    from cfviewer.paths import PROJECT_ROOT
+
+    shown = Path(bundle_dir).resolve()
+    if shown.is_relative_to(PROJECT_ROOT):
+        shown = shown.relative_to(PROJECT_ROOT)
     return {
-        "path": str(bundle_dir),
+        "path": str(shown),
         "resolution": bundle.resolution,
         "autoencoder": type(bundle.autoencoder).__name__ if bundle.autoencoder is not None else None,
         "summary": "; ".join(bits),
