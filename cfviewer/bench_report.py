@@ -387,8 +387,8 @@ def claims(result: Any) -> list[str]:
                 p = float(stats.wilcoxon(x, y).pvalue)
             wins += int(_mean(x) > _mean(y) and p < 0.05)
             losses += int(_mean(x) < _mean(y))
-            p_txt = "n/a" if not math.isfinite(p) else "< 0.001" if p < 0.001 else _f(p)
-            parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p = {p_txt})")
+            p_txt = "n/a" if not math.isfinite(p) else "< 0.001" if p < 0.001 else f"= {_f(p)}"
+            parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p {p_txt})")
         verdict = "**holds**" if wins == 2 else "**does not hold**" if losses == 2 else "**mixed / not significant**"
         lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.loc)} cases "
                      f"(`{v2.name}` vs `{diff.name}`).")
