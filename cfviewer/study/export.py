@@ -7,7 +7,6 @@ study configuration (JSON) and a SHA-256 manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cfviewer import __version__
+from cfviewer.study.cohort import sha256_file
 from cfviewer.study.schema import (
     Arm,
     Assignment,
@@ -86,14 +86,6 @@ class ExportResult:
     out_dir: Path
     files: dict[str, str]  # file name -> sha256
     n_rows: int
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_study(session: Session, study: Study, out_dir: str | Path, *, include_simulated: bool = True) -> ExportResult:
