@@ -48,6 +48,18 @@ LO, HI = -1024.0, 1024.0
 MAX_PIXELS = 100_000_000
 """Refuse images above 100 megapixels (checked from the header, before decoding)."""
 
+MIN_SIDE = 32
+"""The smallest readable radiograph: `study import` refuses images whose short side is below
+32 px (a reader cannot see a finding in them, and an explainer has nothing to show)."""
+
+
+def size_problem(height: int, width: int, min_side: int = MIN_SIDE) -> str | None:
+    """Why an H x W image is too small to read (None when it is large enough)."""
+    if min(int(height), int(width)) < min_side:
+        return (f"is {int(width)}x{int(height)} px, below the minimum of {min_side} px on the short side "
+                "(too small to read or explain); import the original, full-resolution file")
+    return None
+
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 _MAGIC = {
@@ -255,6 +267,9 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
                 raise ImageLoadError(p, "floating-point PNG/JPEG data is not supported; save as 16-bit")
             elif mode == "1":
                 arr = np.asarray(im.convert("L"))
+            elif kind == "png" and mode in ("RGB", "RGBA") and _png_header(p)[0] == 16:
+                arr = _png16_colour(p, _png_header(p)[1])  # Pillow would keep only the high byte
+                bits = 16
             elif mode in ("L", "LA", "RGB", "RGBA"):
                 arr = np.asarray(im)
             else:  # P, PA, CMYK, YCbCr, LAB, ...
@@ -266,7 +281,7 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
         {
             "format": kind,
             "mode": mode,
-            # Pillow reads 16-bit colour PNGs at 8 bits (the high byte); say so
+            # the file's own sample depth (16-bit colour PNGs keep all 16 bits, see _png16_colour)
             "file_bit_depth": _png_bit_depth(p) if kind == "png" else 8,
             "bits_stored": bits,
             "photometric": "MONOCHROME2" if grey is arr else "RGB->grey",
@@ -281,9 +296,53 @@ def _load_pillow(p: Path, kind: str) -> LoadedImage:
 
 
 def _png_bit_depth(p: Path) -> int:
+    return _png_header(p)[0]
+
+
+def _png_header(p: Path) -> tuple[int, int]:
+    """(bit depth, colour type) from the PNG's IHDR chunk ((8, -1) when it cannot be read)."""
     with p.open("rb") as fh:
         head = fh.read(26)
-    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
+    return (head[24], head[25]) if len(head) >= 26 and head[12:16] == b"IHDR" else (8, -1)
+
+
+def _png16_colour(p: Path, colour_type: int) -> np.ndarray:
+    """H x W x C uint16 samples of a 16-bit colour PNG (colour type 2 RGB, 4 grey + alpha,
+    6 RGBA), EXIF orientation applied.
+
+    Pillow has no 16-bit colour mode: it unpacks these at 8 bits, keeping the high byte of each
+    big-endian sample. Its own (C) decoder is run with a different unpacker instead, of the same
+    pixel size so the row filters are undone correctly: for RGB/RGBA once with the ``;16B``
+    unpacker (high bytes) and once with ``;16L`` (which takes the other byte of each pair: the low
+    bytes), then combined; for grey + alpha (4 bytes a pixel) the plain 8-bit ``RGBA`` unpacker
+    returns the four bytes (grey high, grey low, alpha high, alpha low) as they are."""
+    from PIL import Image, ImageOps
+
+    if colour_type == 4:
+        passes = [("RGBA", "RGBA")]
+    elif colour_type in (2, 6):
+        base = "RGB" if colour_type == 2 else "RGBA"
+        passes = [(base, base + ";16B"), (base, base + ";16L")]
+    else:
+        raise ImageLoadError(p, f"unexpected 16-bit PNG colour type {colour_type}; save it as a 16-bit "
+                             "greyscale PNG")
+    planes = []
+    for mode, rawmode in passes:
+        with Image.open(p) as src:
+            tile = list(src.tile)
+            if src.mode != mode or len(tile) != 1 or tile[0][0] != "zip":
+                raise ImageLoadError(p, "16-bit colour PNG with an unsupported layout (animated or "
+                                     "several image chunks); save it as a 16-bit greyscale PNG")
+            t = tile[0]
+            src.tile = [t._replace(args=rawmode) if hasattr(t, "_replace") else (*t[:3], rawmode)]
+            src.load()
+            out = ImageOps.exif_transpose(src)
+            planes.append(np.array(out, dtype=np.uint8))
+    if colour_type == 4:
+        b = planes[0].astype(np.uint16)
+        return np.stack([(b[..., 0] << 8) | b[..., 1], (b[..., 2] << 8) | b[..., 3]], axis=-1)
+    hi, lo = (q.astype(np.uint16) for q in planes)
+    return (hi << 8) | lo
 
 
 # ----- .npy
@@ -551,24 +610,34 @@ def resize_to(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(out_np, dtype=np.float32)
 
 
-def center_crop(img: np.ndarray, aspect: float = 1.0) -> np.ndarray:
-    """The largest centred crop of H x W (or N x H x W) with width / height == ``aspect``."""
-    arr = np.asarray(img)
-    h, w = arr.shape[-2:]
+def center_crop_box(h: int, w: int, aspect: float = 1.0) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the largest centred crop of an H x W image with width / height
+    == ``aspect`` (the field of view a square model sees when ``aspect`` = 1). Torch-free: the
+    reader pages use it to outline what the model saw."""
+    h, w = int(h), int(w)
     if w / h > aspect:  # too wide
         cw = max(1, int(round(h * aspect)))
         x0 = (w - cw) // 2
-        return arr[..., :, x0:x0 + cw]
+        return 0, h, x0, x0 + cw
     ch = max(1, int(round(w / aspect)))
     y0 = (h - ch) // 2
-    return arr[..., y0:y0 + ch, :]
+    return y0, y0 + ch, 0, w
+
+
+def center_crop(img, aspect: float = 1.0):
+    """The largest centred crop of H x W (or N x H x W; numpy or torch) with width / height ==
+    ``aspect`` (see :func:`center_crop_box`)."""
+    h, w = img.shape[-2:]
+    y0, y1, x0, x1 = center_crop_box(h, w, aspect)
+    return img[..., y0:y1, x0:x1]
 
 
 def resize(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Model input: centre-crop to the target aspect ratio, then antialiased resize.
+    """Centre-crop to the target aspect ratio, then antialiased resize.
 
     ``size`` = R gives R x R after a centred square crop (what torchxrayvision's
     XRayCenterCrop + XRayResizer do); ``size`` = (h, w) crops to the aspect w / h first.
+    A model's input is made by its bundle (``Bundle.model_input``), not here.
     Works on H x W or N x H x W; returns float32.
     """
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))

@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     bundle.target_index(target)  # UnknownPathologyError before any work
 
     loaded = imaging.load_with_meta(args.image)
-    image = imaging.resize(loaded.pixels, bundle.resolution)  # centre crop + antialiased resize
-    e = explainer.explain(image, target)
+    e = explainer.explain(loaded.pixels, target)  # Bundle.model_input: field of view + resize
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         image_path=str(args.image),
         image_format=loaded.meta.get("format"),
         image_shape=list(loaded.pixels.shape),
+        model_input=bundle.input_spec(),
+        field_of_view=list(bundle.field_of_view(loaded.pixels.shape)),
         bundle=str(bundle_dir),
         files=files,
     )

@@ -2,8 +2,8 @@
 and the registry behind :func:`get_explainer` / :func:`list_explainers`.
 
 Every explainer is built as ``get_explainer(name, bundle, **params)`` and used as
-``explainer.explain(image, target)`` (one image, H x W, any size: resized to the bundle
-resolution R) or ``explainer.explain_batch(images, targets)``. The result is a plain dataclass
+``explainer.explain(image, target)`` (one film, H x W, any size: made the model input by
+``Bundle.model_input``, i.e. cropped to its field of view and resized to R x R) or ``explainer.explain_batch(images, targets)``. The result is a plain dataclass
 of numpy arrays, so the UI, the benchmark and the tests consume the same thing.
 """
 
@@ -200,14 +200,13 @@ class Explainer:
         return self._explain_tensors(x, targets, idx, **kwargs)
 
     def prepare(self, images: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Images -> N x 1 x R x R float tensor on the bundle's device (resized, clipped)."""
+        """Images -> N x 1 x R x R float tensor on the bundle's device (`Bundle.model_input`:
+        cropped to the field of view, resized, clipped)."""
         if isinstance(images, (list, tuple)):
-            arrs = [self.bundle.preprocess(_as_array(im)) for im in images]
-            if not arrs:
+            if not images:
                 raise ExplainerParameterError("explain_batch: no images given")
-            return torch.cat(arrs)
-        arr = _as_array(images)
-        return self.bundle.preprocess(arr)
+            return self.bundle.model_input([_as_array(im) for im in images])
+        return self.bundle.model_input(_as_array(images))
 
     def _explain_tensors(
         self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any

@@ -693,7 +693,7 @@ def reference_walk(
     the benchmark's evaluation-count comparison."""
     ae, clf = bundle.autoencoder, bundle.classifier
     t = bundle.target_index(target)
-    x = bundle.preprocess(image if torch.is_tensor(image) else np.asarray(image, np.float32))
+    x = bundle.model_input(image if torch.is_tensor(image) else np.asarray(image, np.float32))
     z, x_lambda0, _, dz = target_gradient(ae, clf, x, [t], resolve_gradient_of(clf, gradient_of))
     decoded = 1
 

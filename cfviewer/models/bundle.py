@@ -2,15 +2,22 @@
 
 Directory layout::
 
-    bundle.json       format, version, pathologies, resolution, thresholds, meta,
-                      and for each model: class ("module:QualName"), config (constructor
-                      arguments), file
+    bundle.json       format, version, pathologies, resolution, input_transform,
+                      thresholds, meta, and for each model: class ("module:QualName"),
+                      config (constructor arguments), file
     classifier.pt     state dict (loaded with torch.load(weights_only=True))
     autoencoder.pt    state dict (absent when the bundle has no autoencoder)
 
 The classifier may be any ``nn.Module`` that maps N x 1 x R x R images in [-1024, 1024] to
 N x C probabilities; the autoencoder any module with ``encode`` / ``decode``. Saving needs
 classes that live in the ``cfviewer`` package and expose ``config()`` (constructor kwargs).
+
+The model input is owned here: :meth:`Bundle.model_input` is the one transform from a stored
+film (any H x W) to the classifier's N x 1 x R x R input, used by every path that shows a
+reader or a researcher a prediction (sampling, precompute, ``cfviewer explain``, the sandbox,
+the benchmarks). It is named by ``input_transform`` (stored in bundle.json and in every
+artifact's params hash); :meth:`Bundle.field_of_view` says which part of the film the model
+saw, so the reader pages can show the same field.
 """
 
 from __future__ import annotations
@@ -36,6 +43,15 @@ AUTOENCODER_FILE = "autoencoder.pt"
 DEFAULT_THRESHOLD = 0.5
 PIXEL_MIN, PIXEL_MAX = -1024.0, 1024.0
 
+CENTER_CROP = "center-crop-square+antialiased-bilinear"
+"""The model input transform: the largest centred square of the film (the field of view,
+:func:`cfviewer.imaging.center_crop_box`), then an antialiased bilinear resize to R x R and a
+clip to [-1024, 1024]; torchxrayvision's XRayCenterCrop + XRayResizer. A non-square film is
+cropped, never squashed: squashing changes the cardiothoracic ratio a Cardiomegaly model reads."""
+INPUT_TRANSFORMS = (CENTER_CROP,)
+"""Transforms a bundle may name. Bundles written before ``input_transform`` existed were
+trained on square images, for which this transform is the only one (crop = identity)."""
+
 
 class Bundle:
     """Classifier + optional autoencoder + metadata, on one device, in eval mode.
@@ -48,6 +64,7 @@ class Bundle:
         thresholds: per-pathology operating points; missing names get 0.5.
         meta: free-form JSON-serialisable metadata (training summary, provenance).
         device: "auto" (CUDA when present), "cpu", "cuda", ...
+        input_transform: how a film becomes the model input (one of ``INPUT_TRANSFORMS``).
     """
 
     def __init__(
@@ -59,7 +76,14 @@ class Bundle:
         thresholds: Mapping[str, float] | None = None,
         meta: Mapping[str, Any] | None = None,
         device: str | torch.device = "auto",
+        input_transform: str = CENTER_CROP,
     ):
+        if input_transform not in INPUT_TRANSFORMS:
+            raise BundleError(
+                f"Bundle: unknown input_transform {input_transform!r}; this cfviewer knows "
+                f"{', '.join(INPUT_TRANSFORMS)}"
+            )
+        self.input_transform = input_transform
         if pathologies is None:
             pathologies = getattr(classifier, "pathologies", None)
             if pathologies is None:
@@ -91,11 +115,32 @@ class Bundle:
         self.autoencoder = autoencoder.to(self.device).eval() if autoencoder is not None else None
 
     # ------------------------------------------------------------------ inference
-    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """H x W or N x H x W (or N x 1 x H x W) in [-1024, 1024] -> N x 1 x R x R tensor.
+    def field_of_view(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)``: the part of an H x W film that :meth:`model_input` hands to
+        the model (the largest centred square)."""
+        from cfviewer.imaging import center_crop_box
 
-        Resizes (bilinear, antialiased) when the size differs from ``resolution`` and clips
-        to [-1024, 1024]."""
+        h, w = int(shape[-2]), int(shape[-1])
+        return center_crop_box(h, w, 1.0)
+
+    def input_spec(self) -> dict[str, Any]:
+        """What the model input is, for params hashes and explanation records."""
+        return {"transform": self.input_transform, "resolution": self.resolution}
+
+    def model_input(
+        self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
+    ) -> torch.Tensor:
+        """The model input of one film (H x W), a batch (N x H x W or N x 1 x H x W) or a list
+        of films of any sizes: N x 1 x R x R float32 on ``device``, values in [-1024, 1024].
+
+        The one transform of the bundle (``input_transform``): crop each film to its field of
+        view (:meth:`field_of_view`, the centred square), resize it (bilinear, antialiased) to
+        R x R, clip to [-1024, 1024]. Every path calls this, so the probability a reader is
+        shown at sampling is the one the explanation was computed at."""
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise BundleError("model_input: no images given")
+            return torch.cat([self.model_input(im) for im in images])
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
         x = x.to(dtype=torch.float32)
         if x.ndim == 2:
@@ -104,10 +149,11 @@ class Bundle:
             x = x[:, None]
         elif x.ndim != 4 or x.shape[1] != 1:
             raise BundleError(
-                f"preprocess: expected an H x W or N x H x W single-channel image, got shape "
+                f"model_input: expected an H x W or N x H x W single-channel image, got shape "
                 f"{tuple(x.shape)}; convert colour images to grey first (cfviewer.imaging.load)"
             )
-        x = x.to(self.device)
+        y0, y1, x0, x1 = self.field_of_view(x.shape)
+        x = x[..., y0:y1, x0:x1].to(self.device)
         if tuple(x.shape[-2:]) != (self.resolution, self.resolution):
             x = F.interpolate(
                 x, size=(self.resolution, self.resolution), mode="bilinear",
@@ -115,19 +161,22 @@ class Bundle:
             )
         return x.clamp(PIXEL_MIN, PIXEL_MAX)
 
+    preprocess = model_input  # the name earlier releases used
+
     @torch.no_grad()
-    def predict(self, images: np.ndarray | torch.Tensor, batch_size: int = 32) -> np.ndarray:
-        """Probabilities N x C (float32) for one image (H x W) or a batch."""
-        x = self.preprocess(images)
+    def predict(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Probabilities N x C (float32) for one film (H x W), a batch or a list of films of any
+        sizes (each through :meth:`model_input`)."""
+        x = self.model_input(images)
         out = [self.classifier(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat(out).float().cpu().numpy()
 
     @torch.no_grad()
-    def reconstruct(self, images: np.ndarray | torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    def reconstruct(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """D(E(x)) as N x R x R float32 in [-1024, 1024]."""
         if self.autoencoder is None:
             raise BundleError("this bundle has no autoencoder; train or load one with an autoencoder")
-        x = self.preprocess(images)
+        x = self.model_input(images)
         out = [
             self.autoencoder.decode(self.autoencoder.encode(x[i : i + batch_size]))
             for i in range(0, len(x), batch_size)
@@ -165,7 +214,7 @@ class Bundle:
         ae = type(self.autoencoder).__name__ if self.autoencoder is not None else None
         return (
             f"Bundle(classifier={type(self.classifier).__name__}, autoencoder={ae}, "
-            f"resolution={self.resolution}, pathologies={self.pathologies}, device={self.device})"
+            f"resolution={self.resolution}, input={self.input_transform}, pathologies={self.pathologies}, device={self.device})"
         )
 
     # ------------------------------------------------------------------ persistence
@@ -178,6 +227,7 @@ class Bundle:
             "version": VERSION,
             "pathologies": self.pathologies,
             "resolution": self.resolution,
+            "input_transform": self.input_transform,
             "thresholds": self.thresholds,
             "meta": self.meta,
             "classifier": _model_entry(self.classifier, CLASSIFIER_FILE, "classifier"),
@@ -248,7 +298,10 @@ class Bundle:
                 thresholds=doc.get("thresholds") or {},
                 meta=doc.get("meta") or {},
                 device=device,
+                input_transform=doc.get("input_transform", CENTER_CROP),
             )
+        except BundleError as exc:
+            raise BundleError(f"{doc_path}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise BundleError(f"{doc_path}: invalid metadata ({exc})") from None
 

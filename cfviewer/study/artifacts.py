@@ -265,7 +265,7 @@ def _write_input(root: Path, rel_dir: Path, pixels: np.ndarray) -> dict[str, tup
     side = RENDER["image_max_side"]
     if max(h, w) > side:
         scale = side / max(h, w)
-        pixels = imaging.resize(pixels, (max(1, round(h * scale)), max(1, round(w * scale))))
+        pixels = imaging.resize_to(pixels, (max(1, round(h * scale)), max(1, round(w * scale))))
     grey = render.to_grey(pixels, render.display_window(pixels))
     digest = _atomic_write(root / rel_dir / "image.png", lambda p: _save_png(grey, p))
     return {"image_png": (str(rel_dir / "image.png"), digest)}
@@ -330,22 +330,26 @@ def precompute(
         # captum warns on every guided-backprop call that it hooks ReLUs (expected, harmless)
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
         rep = _run_units(db, study, study_id, study_name, root, units, explainers, bundle_id, me,
-                         stale_after, force, progress)
+                         stale_after, force, progress, bundle=bundle)
     rep.manifest = write_manifest(db, study_name)
     rep.seconds = time.perf_counter() - t0
     return rep
 
 
 def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_id, me, stale_after, force,
-               progress) -> PrecomputeReport:
+               progress, *, bundle) -> PrecomputeReport:
     rep = PrecomputeReport(units=len(units))
+    # The one model input (Bundle.model_input): its name is in every params hash, and the
+    # field of view it crops is recorded with the display image for the reader pages.
+    model_input, fov_of = bundle.input_spec(), bundle.field_of_view
     for k, (it, case, arm) in enumerate(units):
         rel_dir = _case_dir(case, arm)
         label = f"{case.case_key} / {arm.name}"
         try:
             params_of = {INPUT: {"render": RENDER}, **{m["name"]: m.get("params", {}) for m in arm.methods}}
             hashes = {method: _hash({"case": case.sha256, "bundle": bundle_id, "target": it.pathology,
-                                     "method": method, "params": params, "render": RENDER})
+                                     "method": method, "params": params, "render": RENDER,
+                                     "model_input": model_input})
                       for method, params in params_of.items()}
             states = _claim(db, root, study_id, case.id, arm.id, hashes, me, stale_after, force)
             rep.skipped += sum(v == "skip" for v in states.values())
@@ -358,7 +362,8 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
                 if method == INPUT:
                     files = _write_input(root, rel_dir, pixels)
                     summary: dict[str, Any] = {"case": case.case_key, "source_sha256": case.sha256,
-                                               "shape": list(pixels.shape)}
+                                               "shape": list(pixels.shape), "model_input": model_input,
+                                               "field_of_view": list(fov_of(pixels.shape))}
                     timings = {"total": time.perf_counter() - t1}
                 else:
                     e = explainers[(arm.id, method)].explain(pixels, it.pathology)

@@ -413,18 +413,15 @@ def predict_cases(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Store the bundle's probability for every case x pathology (skips stored ones)."""
-    from cfviewer import imaging
-
     cases = list(cases if cases is not None else session.scalars(
         select(Case).where(Case.study_id == study.id).order_by(Case.id)))
     have = set(session.scalars(select(Prediction.case_id).join(Case).where(
         Case.study_id == study.id, Prediction.bundle == bundle_id).distinct()))
     todo = [c for c in cases if c.id not in have]
-    R = int(bundle.resolution)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        imgs = np.stack([imaging.resize(load_case_image(study, c), R) for c in chunk])
-        probs = bundle.predict(imgs)
+        # the full films: Bundle.model_input crops and resizes them, as precompute does
+        probs = bundle.predict([load_case_image(study, c) for c in chunk])
         pos = bundle.positive(probs)
         for c, pr, po in zip(chunk, probs, pos):
             for j, p in enumerate(bundle.pathologies):

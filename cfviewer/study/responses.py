@@ -200,6 +200,28 @@ class ReadView:
     answers: dict[str, int] = field(default_factory=dict)
     comment: str | None = None
     missing_artifacts: bool = False
+    # The part of the film the model saw (Bundle.model_input), as fractions (y0, y1, x0, x1)
+    # of the display image; None when the model saw the whole film (or it is not recorded).
+    field_of_view: tuple[float, float, float, float] | None = None
+
+
+def field_of_view_of(input_json: Path | None) -> tuple[float, float, float, float] | None:
+    """The field of view recorded by precompute with the display image (`input.json`), as
+    fractions of the film; None for the whole film or when absent/unreadable."""
+    import json
+
+    if input_json is None:
+        return None
+    try:
+        doc = json.loads(Path(input_json).read_text())
+        info = doc.get("explanation") or {}
+        h, w = (float(v) for v in info["shape"])
+        y0, y1, x0, x1 = (float(v) for v in info["field_of_view"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (y0, y1, x0, x1) == (0.0, h, 0.0, w):
+        return None
+    return (y0 / h, y1 / h, x0 / w, x1 / w)
 
 
 def read_view(session: Session, reader: Reader, assignment_id: int) -> ReadView:
@@ -211,6 +233,8 @@ def read_view(session: Session, reader: Reader, assignment_id: int) -> ReadView:
         Artifact.case_id == a.case_id, Artifact.arm_id == a.arm_id, Artifact.status == "done")))
     order = {m["name"]: i for i, m in enumerate(a.arm.methods)}
     image = next((root / x.path for x in arts if x.kind == "image_png"), None)
+    fov = field_of_view_of(next((root / x.path for x in arts
+                                 if x.kind == "explanation_json" and x.method == "input"), None))
     panels = sorted(
         (Panel(order.get(x.method, 99) + 1, x.kind, root / x.path) for x in arts
          if x.method in order and x.kind in ("overlay_png", "gif", "counterfactual_png")),
@@ -222,7 +246,8 @@ def read_view(session: Session, reader: Reader, assignment_id: int) -> ReadView:
                  for q in study.questions]
     return ReadView(a.id, a.position, total or 0, a.session, a.arm.name, a.cohort.pathology,
                     a.cohort.probability, a.cohort.threshold, image, panels, questions,
-                    answers, comment, missing_artifacts=image is None or not expected <= have)
+                    answers, comment, missing_artifacts=image is None or not expected <= have,
+                    field_of_view=fov)
 
 
 # ---------------------------------------------------------------------------------- writes ---

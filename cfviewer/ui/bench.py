@@ -103,7 +103,7 @@ def render_case(screen) -> int:
     """The image work of the case page for one read (default settings); returns bytes made."""
     from cfviewer.ui import viewer
 
-    return viewer.render_defaults(screen.view.image, screen.media)
+    return viewer.render_defaults(screen.view.image, screen.media, fov=screen.view.field_of_view)
 
 
 @dataclass

@@ -114,9 +114,12 @@ def image_viewer(view, media_list) -> None:
                     help="Window / level presets and sliders, zoom and pan"):
         window, zoom, pan_x, pan_y = window_controls(img, "cfv_view")
     if step is None:
-        png = viewer.render_image(view.image, window, zoom, pan_x, pan_y)
+        fov = getattr(view, "field_of_view", None)
+        png = viewer.render_image(view.image, window, zoom, pan_x, pan_y, fov=fov)
         caption = (f"Original radiograph, {img.shape[1]} x {img.shape[0]} px · "
-                   f"level {window.center:g}, width {window.width:g}" + (f" · zoom {zoom:g}x" if zoom > 1 else ""))
+                   f"level {window.center:g}, width {window.width:g}" + (f" · zoom {zoom:g}x" if zoom > 1 else "")
+                   + (" · amber frame: the square the model saw (explanations show only this part)"
+                      if fov is not None else ""))
     else:
         png = viewer.render_frame(fmedia.frames_path, step.frame_index, window, zoom, pan_x, pan_y)
         p = f"{step.prediction:.2f}" if step.prediction is not None else "not recorded"
@@ -139,7 +142,8 @@ def explanation_tiles(view, media_list) -> None:
         img_window = viewer.preset_window(viewer.load_pixels(view.image), "Auto")
     for m in media_list:
         if m.map_path is not None and view.image is not None:
-            tiles.append((f"{m.label}: heat map", viewer.render_overlay(view.image, m.map_path, opacity, img_window), "map"))
+            tiles.append((f"{m.label}: heat map", viewer.render_overlay(
+                view.image, m.map_path, opacity, img_window, fov=getattr(view, "field_of_view", None)), "map"))
         elif m.overlay_path is not None:
             tiles.append((f"{m.label}: heat map", viewer.read_bytes(m.overlay_path), "map"))
         if m.gif_path is not None:

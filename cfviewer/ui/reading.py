@@ -191,7 +191,7 @@ def prefetch_next(db, reader: Reader, assignment_id: int, opacity: float = 0.6, 
                     return
                 view = R.read_view(s, reader, nxt.id)
                 media = explanation_media(s, nxt)
-            viewer.render_defaults(view.image, media, opacity)
+            viewer.render_defaults(view.image, media, opacity, view.field_of_view)
         except Exception:  # noqa: BLE001 - best effort by design
             return
 

@@ -201,24 +201,62 @@ def png_bytes(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+FOV_COLOUR = (255, 200, 0)
+"""The outline of the model's field of view on the film (amber, visible on any window)."""
+
+Fov = tuple[float, float, float, float]
+
+
+def fov_box(height: int, width: int, fov: Fov) -> tuple[int, int, int, int]:
+    """Fractions (y0, y1, x0, x1) of the film -> pixel box of an H x W image of it."""
+    y0, y1, x0, x1 = fov
+    return (int(round(y0 * height)), int(round(y1 * height)),
+            int(round(x0 * width)), int(round(x1 * width)))
+
+
+def outline_fov(grey: np.ndarray, fov: Fov | None) -> np.ndarray:
+    """uint8 H x W -> H x W x 3 with the field of view drawn as a thin amber frame (a
+    non-square film shows the reader the square the model saw); unchanged grey when None."""
+    if fov is None:
+        return grey
+    h, w = grey.shape
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    y0, y1, x0, x1 = fov_box(h, w, fov)
+    t = max(1, int(round(max(h, w) / 300)))
+    col = np.array(FOV_COLOUR, np.uint8)
+    y1, x1 = min(max(y1, y0 + 1), h), min(max(x1, x0 + 1), w)
+    rgb[y0:min(y0 + t, y1), x0:x1] = col
+    rgb[max(y1 - t, y0):y1, x0:x1] = col
+    rgb[y0:y1, x0:min(x0 + t, x1)] = col
+    rgb[y0:y1, max(x1 - t, x0):x1] = col
+    return rgb
+
+
 def render_array(img: np.ndarray, window: Window, zoom: float = 1.0, pan_x: float = 0.5,
-                 pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
-    """Window, crop (zoom / pan) and scale an image to PNG bytes (longer side at most `size`)."""
+                 pan_y: float = 0.5, size: int = VIEW_SIZE, fov: Fov | None = None) -> bytes:
+    """Window, outline the field of view (if given), crop (zoom / pan) and scale an image to
+    PNG bytes (longer side at most `size`)."""
     y0, y1, x0, x1 = crop_box(img.shape[0], img.shape[1], zoom, pan_x, pan_y)
-    return png_bytes(_fit(windowed(img[y0:y1, x0:x1], window), size))
+    shown = outline_fov(windowed(img, window), fov) if fov is not None else windowed(img[y0:y1, x0:x1], window)
+    if fov is not None:
+        shown = shown[y0:y1, x0:x1]
+    return png_bytes(_fit(shown, size))
 
 
 @lru_cache(maxsize=256)
 def _render_file(path: str, fsize: int, mtime: int, center: float, width: float, zoom: float,
-                 pan_x: float, pan_y: float, size: int) -> bytes:
-    return render_array(_load_pixels(path, fsize, mtime), Window(center, width), zoom, pan_x, pan_y, size)
+                 pan_x: float, pan_y: float, size: int, fov: Fov | None) -> bytes:
+    return render_array(_load_pixels(path, fsize, mtime), Window(center, width), zoom, pan_x, pan_y, size,
+                        fov)
 
 
 def render_image(path: str | Path, window: Window, zoom: float = 1.0, pan_x: float = 0.5,
-                 pan_y: float = 0.5, size: int = VIEW_SIZE) -> bytes:
-    """The radiograph at `path` rendered for the viewer (cached)."""
+                 pan_y: float = 0.5, size: int = VIEW_SIZE, fov: Fov | None = None) -> bytes:
+    """The radiograph at `path` rendered for the viewer (cached); `fov` (fractions of the
+    film, `ReadView.field_of_view`) outlines the part the model saw."""
     return _render_file(*_stamp(path), float(window.center), float(window.width), float(zoom),
-                        float(pan_x), float(pan_y), int(size))
+                        float(pan_x), float(pan_y), int(size),
+                        None if fov is None else tuple(float(v) for v in fov))
 
 
 @lru_cache(maxsize=256)
@@ -238,10 +276,14 @@ def render_frame(path: str | Path, index: int, window: Window, zoom: float = 1.0
 
 
 # --------------------------------------------------------------------------- overlays
-def model_space(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The image as the explainer saw it: resized (PIL, antialiased) to the map's shape the
-    way `Bundle.preprocess` does (no crop), so map and image line up pixel for pixel."""
+def model_space(img: np.ndarray, shape: tuple[int, int], fov: Fov | None = None) -> np.ndarray:
+    """The film as the explainer saw it: cropped to the field of view the model saw (`fov`,
+    fractions of the film, as `Bundle.model_input` crops; None = the whole film) and resized
+    (PIL, antialiased) to the map's shape, so map and image line up pixel for pixel."""
     th, tw = shape
+    if fov is not None:
+        y0, y1, x0, x1 = fov_box(img.shape[0], img.shape[1], fov)
+        img = img[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
     if img.shape == (th, tw):
         return np.asarray(img, dtype=np.float32)
     im = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
@@ -250,22 +292,25 @@ def model_space(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def _render_overlay(image_path: str, isize: int, imtime: int, map_path: str, msize: int,
-                    mmtime: int, opacity: float, center: float, width: float, size: int) -> bytes:
-    from cfviewer.explain.render import overlay
+                    mmtime: int, opacity: float, center: float, width: float, size: int,
+                    fov: Fov | None) -> bytes:
+    from cfviewer.explain.draw import overlay  # torch-free: readers never load torch
 
     heat = _load_npy(map_path, msize, mmtime)
     if heat.ndim != 2:
         raise ViewerError(f"the map {map_path} has shape {heat.shape}; expected a 2-D array")
-    img = model_space(_load_pixels(image_path, isize, imtime), heat.shape)
+    img = model_space(_load_pixels(image_path, isize, imtime), heat.shape, fov)
     rgb = overlay(img, heat, opacity=float(opacity), window=(center - width / 2, center + width / 2))
     return png_bytes(_fit(rgb, size))
 
 
 def render_overlay(image_path: str | Path, map_path: str | Path, opacity: float, window: Window,
-                   size: int = TILE_SIZE) -> bytes:
-    """The explanation map over the radiograph (cfviewer.explain.render.overlay), PNG bytes."""
+                   size: int = TILE_SIZE, fov: Fov | None = None) -> bytes:
+    """The explanation map over the part of the radiograph the model saw (`fov`;
+    cfviewer.explain.draw.overlay), PNG bytes."""
     return _render_overlay(*_stamp(image_path), *_stamp(map_path), round(float(opacity), 3),
-                           float(window.center), float(window.width), int(size))
+                           float(window.center), float(window.width), int(size),
+                           None if fov is None else tuple(float(v) for v in fov))
 
 
 def clear_caches() -> None:
@@ -274,7 +319,7 @@ def clear_caches() -> None:
         fn.cache_clear()
 
 
-def render_defaults(image_path: Path | None, media, opacity: float = 0.6) -> int:
+def render_defaults(image_path: Path | None, media, opacity: float = 0.6, fov: Fov | None = None) -> int:
     """Render what the case page shows at its default settings (Auto window, no zoom) for a
     read with `media` (reading.ExplanationMedia); returns the bytes produced. Used to warm
     the caches for the reader's next case, and by the benchmark."""
@@ -283,10 +328,10 @@ def render_defaults(image_path: Path | None, media, opacity: float = 0.6) -> int
     n = 0
     img = load_pixels(image_path)
     window = preset_window(img, "Auto")
-    n += len(render_image(image_path, window))
+    n += len(render_image(image_path, window, fov=fov))
     for m in media:
         if m.map_path is not None:
-            n += len(render_overlay(image_path, m.map_path, opacity, window))
+            n += len(render_overlay(image_path, m.map_path, opacity, window, fov=fov))
         elif m.overlay_path is not None:
             n += len(read_bytes(m.overlay_path))
         if m.gif_path is not None:
