@@ -199,9 +199,23 @@ def test_model_card_reports_every_section(tiny_bundle, tmp_path):
     report = model_card.evaluate_bundle(bundle, n=40, seed=99, progress=False, tube_n=12)
     per = report["per_pathology"]
     assert list(per) == bundle.pathologies
-    for v in per.values():
+    # The AUCs recomputed here from the same 40 held-out phantoms (Mann-Whitney by brute force
+    # over all positive/negative pairs). The sample holds both classes of every pathology, so
+    # a NaN AUC is a failure, not an allowed value.
+    from cfviewer.models.data import phantom_data
+
+    ph_opts = dict(bundle.meta.get("training", {}).get("config", {}).get("phantoms", {}))
+    data = phantom_data(40, 99, bundle.resolution, ph_opts, progress=False)
+    probs = bundle.predict(data.images.float().numpy())
+    labels = data.labels.numpy().astype(bool)
+    for i, (p, v) in enumerate(per.items()):
         assert v["n_pos"] + v["n_neg"] == 40
-        assert np.isnan(v["auc"]) or 0.0 <= v["auc"] <= 1.0
+        assert v["n_pos"] == int(labels[:, i].sum()) and 0 < v["n_pos"] < 40, p
+        assert np.isfinite(v["auc"]) and 0.0 <= v["auc"] <= 1.0, (p, v["auc"])
+        pos, neg = probs[labels[:, i], i], probs[~labels[:, i], i]
+        diff = pos[:, None] - neg[None, :]
+        want = float(((diff > 0) + 0.5 * (diff == 0)).mean())
+        assert v["auc"] == pytest.approx(want, abs=1e-12), p
         assert 0.0 <= v["mean_pred_pos_recon"] <= 1.0
     assert report["autoencoder"]["mae"] > 0
     short = report["pneumothorax_shortcut"]

@@ -14,10 +14,22 @@ from cfviewer.ui import sandbox
 
 
 def test_load_upload_reads_png16_and_dicom(tmp_path):
+    level = 2048.0 / 65535  # one 16-bit grey level in [-1024, 1024]
+    # Every one of the 65,536 levels, written by Pillow (not by cfviewer): each must come back
+    # as exactly its own level, q / 65535 * 2048 - 1024 (to float32 rounding).
+    q = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    buf = io.BytesIO()
+    Image.fromarray(q).save(buf, format="PNG")
+    out = sandbox.load_upload("levels.png", buf.getvalue())
+    assert out.shape == (256, 256) and out.dtype == np.float32
+    np.testing.assert_array_equal(np.rint((out.astype(np.float64) + 1024) / level), q)
+    np.testing.assert_allclose(out, q * level - 1024, rtol=0, atol=1e-4)
+    # cfviewer's own writer: the round trip is off by at most half a level (its quantisation).
     img = np.linspace(-1024, 1024, 32 * 32, dtype=np.float32).reshape(32, 32)
     png = imaging.write_png16(tmp_path / "a.png", img).read_bytes()
     out = sandbox.load_upload("chest.PNG", png)
-    assert out.shape == (32, 32) and np.allclose(out, img, atol=1.0)
+    assert out.shape == (32, 32)
+    np.testing.assert_allclose(out, img, rtol=0, atol=level / 2 + 1e-4)
     dcm = imaging.write_dicom(tmp_path / "a.dcm", img, patient_id="P1")
     assert sandbox.load_upload("x.dcm", dcm.read_bytes()).shape == (32, 32)
 
