@@ -471,15 +471,20 @@ def test_figures_build():
 
 
 def test_analyze_report():
-    df = simulate_responses(2, 12, seed=0)
-    report = analyze(df, n_boot=50)
+    df = simulate_responses(2, 12, seed=0)  # simulated: analysed only when asked, and marked
+    report = analyze(df, n_boot=50, include_simulated=True)
     assert (report.arm_a, report.arm_b) == ("Method A", "Method B")
     assert set(report.tables()) == {"comparison", "summary", "kappa", "alpha"}
+    assert report.includes_simulated and "simulated" in report.title
+    with pytest.raises(AnalysisInputError, match="no answers from real readers"):
+        analyze(df, n_boot=50)
+    real = analyze(df.assign(simulated=False), n_boot=50, figures=False)
+    assert not real.includes_simulated and "simulated" not in real.title
     assert set(report.figures) == {"responses", "paired_means", "pathology"}
     assert len(report.kappa) == 2 * 2  # one reader pair x 2 arms x 2 questions
     three = pd.concat([df, df[df["arm"] == "Method A"].assign(arm="Method C")])
     with pytest.raises(AnalysisInputError, match="3 arm"):
-        analyze(three)
+        analyze(three, include_simulated=True)
 
 
 def test_bootstrap_chunking_does_not_change_result(monkeypatch):

@@ -3,7 +3,9 @@
 The table is the study export (`cfviewer.study.export`, `cfviewer study export`): one row per
 reader x case x arm x question. The analysis only needs the columns in `REQUIRED_COLUMNS`;
 the others (methods, comment, times, order, session, seed, app_version, simulated) are
-carried along untouched.
+carried along untouched. `analyze` leaves out rows with `simulated` True unless
+`include_simulated=True`, and marks its report when it includes them (`simulated_mask`,
+`simulated_note`, `no_answers_message`).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def check_responses(
         )
     if df.empty:
         raise AnalysisInputError(
-            "response table has no rows; collect answers (or run "
-            "`cfviewer demo --simulate-readers`) before analysing"
+            "response table has no rows: there is nothing to analyse until readers have "
+            "submitted answers"
         )
     for col in required:
         n_null = int(df[col].isna().sum())
@@ -104,6 +106,47 @@ def check_responses(
                 "keep only the latest answer of each (the export does this) before analysing"
             )
     return out
+
+
+def simulated_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows answered by simulated readers (column `simulated`; absent: none).
+
+    Accepts the export's bool column as well as the text a CSV round trip may leave
+    ("True"/"False", "1"/"0"); a missing value counts as a real answer.
+    """
+    if "simulated" not in df.columns:
+        return pd.Series(False, index=df.index, dtype=bool)
+    col = df["simulated"]
+    if pd.api.types.is_bool_dtype(col):
+        return col.fillna(False).astype(bool)
+    text = col.astype("string").str.strip().str.lower()
+    return text.isin(["true", "1", "1.0", "yes"]).fillna(False).astype(bool)
+
+
+def simulated_note(n_answers: int, readers: Sequence[object] | int) -> str:
+    """"includes N simulated answer(s) from K simulated reader(s)" (the mark every output that
+    includes simulated answers carries)."""
+    k = readers if isinstance(readers, int) else len(readers)
+    return (f"includes {n_answers} simulated answer{'s' if n_answers != 1 else ''} from {k} "
+            f"simulated reader{'s' if k != 1 else ''}: not real readers, never report them")
+
+
+def no_answers_message(
+    study: str | None = None,
+    simulated_excluded: int = 0,
+    simulated_readers: int = 0,
+    include_hint: str = "pass include_simulated=True",
+) -> str:
+    """Why there is nothing to analyse, and what to do about it in the user's own study."""
+    where = f" in study {study!r}" if study else ""
+    if simulated_excluded:
+        k = simulated_readers
+        return (f"no answers from real readers yet{where} ({simulated_excluded} simulated "
+                f"answer{'s' if simulated_excluded != 1 else ''} from {k} simulated "
+                f"reader{'s' if k != 1 else ''} excluded: {include_hint} to analyse them; "
+                "never report simulated answers)")
+    return (f"no answers yet{where}: there is nothing to analyse until readers have submitted "
+            "answers")
 
 
 def check_arms(df: pd.DataFrame, *arms: object) -> None:

@@ -2,8 +2,9 @@
 
 Simulated readers are ordinary readers flagged `simulated`; their answers go through
 `responses.record_response` (same validation, history and session rules) and carry
-`simulated=True` all the way into the export. Never mix them into a real analysis: the export
-and `cfviewer study analyze --no-simulated` leave them out.
+`simulated=True` all the way into the export. Never mix them into a real analysis:
+`cfviewer study export` and `cfviewer study analyze` leave them out unless given
+`--include-simulated`, and label every output that includes them.
 
 The rating model (ordinal, 1..5): latent = question/stratum/arm mean + reader bias + case effect
 (shared by both arms of the same case, so the pairs correlate as real ones do) + noise, rounded

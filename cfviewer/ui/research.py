@@ -62,7 +62,7 @@ class StudyOverview:
 
 
 def overview(db, name: str) -> StudyOverview:
-    from cfviewer.study.studies import get_study
+    from cfviewer.study.studies import get_study, study_folder
 
     with db.read() as s:
         st = get_study(s, name)
@@ -71,7 +71,7 @@ def overview(db, name: str) -> StudyOverview:
             return int(s.scalar(q) or 0)
 
         return StudyOverview(
-            st.name, st.root, st.seed, dict(st.config),
+            st.name, str(study_folder(st)), st.seed, dict(st.config),
             [{"name": a.name, "methods": a.method_names, "description": a.description} for a in st.arms],
             [{"key": q.key, "text": q.text, "anchors": list(q.anchors), "required": q.required}
              for q in st.questions],
@@ -286,6 +286,15 @@ def reader_progress(db, name: str, now: dt.datetime | None = None) -> pd.DataFra
 
 
 # --------------------------------------------------------------------------- analysis / export
+def answer_counts(db, name: str):
+    """cfviewer.study.export.AnswerCounts of the study: real answers, simulated answers and readers."""
+    from cfviewer.study.export import answer_counts as _counts
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        return _counts(s, get_study(s, name))
+
+
 def responses_table(db, name: str, include_simulated: bool) -> pd.DataFrame:
     from cfviewer.study.export import responses_frame
     from cfviewer.study.studies import get_study
@@ -310,6 +319,9 @@ def data_version(db, name: str) -> tuple[int, int, str]:
 class ExportBundle:
     files: dict[str, bytes]  # file name -> content
     n_rows: int
+    simulated_answers: int = 0  # simulated readers' answers in the files
+    simulated_readers: tuple[str, ...] = ()
+    simulated_excluded: int = 0  # simulated readers' answers left out
 
     def zip_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -329,7 +341,7 @@ def export_files(db, name: str, include_simulated: bool) -> ExportBundle:
         with db.read() as s:
             res = export_study(s, get_study(s, name), tmp, include_simulated=include_simulated)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
-    return ExportBundle(files, res.n_rows)
+    return ExportBundle(files, res.n_rows, res.simulated_answers, res.simulated_readers, res.simulated_excluded)
 
 
 def artifact_manifest(root: str | Path) -> bytes | None:

@@ -40,4 +40,5 @@ def analysis_report(url: str, study: str, version: tuple, include_simulated: boo
 
     df = research.responses_table(database(url), study, include_simulated)
     return analyze(df, arm_a, arm_b, questions=list(questions) or None, strata=strata,
-                   zero_method=zero_method, n_boot=n_boot)
+                   zero_method=zero_method, n_boot=n_boot, include_simulated=include_simulated,
+                   study=study, include_hint="tick 'Include simulated readers' answers'")
