@@ -1,6 +1,7 @@
 """cfviewer web app: `streamlit run app.py` (see README). Pages by role: readers open their
 personal link (?token=...), researchers sign in with the admin password. Logic lives in
-cfviewer.ui; the page scripts live in app_pages/ and only draw."""
+cfviewer.ui; the page scripts live in pages/reader/, pages/researcher/ and pages/public/ (never
+in pages/ itself, which Streamlit would serve by URL without this gate) and only draw."""
 
 import streamlit as st
 

@@ -215,9 +215,17 @@ def test_counterfactual_arm_has_animation_frame_slider_and_toggle(fx, monkeypatc
     assert slider.value == slider.max == n_steps - 1
     last = n_steps - 1
     assert f"Counterfactual frame {last} of {last}" in _texts(at)
-    assert f"on this frame: {data['frame_preds'][0]:.2f}" in _texts(at)
+    assert f"lambda = {float(data['lambdas'][0]):.3g}, p = {data['frame_preds'][0]:.2f}" in _texts(at)
     slider.set_value(0).run()
     assert f"Counterfactual frame 0 of {last}" in _texts(at)
+    # frame 0 is the reconstruction: both probabilities, named as in the animation
+    i0 = int(np.argmin(np.abs(data["lambdas"])))
+    db = fx.open()
+    with db.read() as s:
+        told = R.read_view(s, _reader(db, "bob"), aid).probability
+    db.dispose()
+    assert (f"original p = {told:.2f} · reconstruction p = "
+            f"{data['frame_preds'][i0]:.2f}") in _texts(at)
     opacity = at.slider(key="cfv_opacity")
     opacity.set_value(0.2).run()
     assert not at.exception
@@ -266,18 +274,42 @@ def test_washout_gap_shows_when_the_next_session_opens(fx, monkeypatch):
     db.dispose()
 
 
-def test_no_pages_folder_next_to_app_py():
-    # Streamlit runs a `pages/` folder beside the entry script as a v1 multipage app, page
-    # scripts directly without app.py: that would bypass the role checks of st.navigation.
-    from pathlib import Path
+@pytest.mark.parametrize("order", ["alice-bob", "bob-alice", "alice-alice", "alice-junk"])
+def test_a_link_with_two_tokens_shows_the_invalid_link_page_and_no_data(fx, monkeypatch, order):
+    # Streamlit keeps the last of repeated query parameters: `?token=A&token=B` must neither
+    # sign the visitor in as B nor as A (exactly one token is accepted).
+    tokens = [fx.tokens.get(n, "junk-token") for n in order.split("-")]
+    at = F.app_test(fx, monkeypatch)
+    at.query_params["token"] = tokens
+    at.run()
+    assert not at.exception, at.exception
+    text = _texts(at)
+    assert any("reader link is not valid" in e.value for e in at.error), text
+    assert "Welcome" not in text and "predicts" not in text and "cases done" not in text
+    assert "Start reading" not in [b.label for b in at.button] and len(at.get("image")) == 0
+    for page in ("pages/reader/reader_worklist.py", "pages/reader/reader_case.py"):
+        try:
+            at.switch_page(page).run()
+        except Exception:
+            continue  # not registered for this visitor at all
+        assert not at.exception
+        assert "Welcome" not in _texts(at) and "predicts" not in _texts(at)
 
-    assert not (Path(F.__file__).resolve().parents[1] / "pages").exists()
+
+def test_a_doubled_link_does_not_reuse_the_token_the_session_held(fx, monkeypatch):
+    at = F.app_test(fx, monkeypatch)
+    at.query_params["token"] = [fx.tokens["alice"]]
+    at.run()
+    assert "Welcome, alice" in _texts(at)
+    at.query_params["token"] = [fx.tokens["alice"], fx.tokens["bob"]]
+    at.run()  # the same session: the token it held is not used for a doubled link
+    assert "Welcome" not in _texts(at) and any("not valid" in e.value for e in at.error)
 
 
 def test_reader_pages_refuse_a_visitor_without_a_valid_token(fx, monkeypatch):
     at = F.app_test(fx, monkeypatch)
     at.run()
-    for page in ("app_pages/reader_case.py", "app_pages/reader_worklist.py"):
+    for page in ("pages/reader/reader_case.py", "pages/reader/reader_worklist.py"):
         try:
             at.switch_page(page).run()
         except Exception:

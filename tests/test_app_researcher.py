@@ -14,8 +14,8 @@ from cfviewer.study.schema import Case, CohortItem, Reader, Study
 
 pytestmark = pytest.mark.slow
 
-RESEARCHER_PAGES = ["app_pages/admin_setup.py", "app_pages/admin_precompute.py", "app_pages/admin_sandbox.py",
-                    "app_pages/admin_progress.py", "app_pages/admin_analysis.py", "app_pages/admin_export.py"]
+RESEARCHER_PAGES = [f"pages/researcher/admin_{n}.py"
+                    for n in ("setup", "precompute", "sandbox", "progress", "analysis", "export")]
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ def test_a_reader_cannot_open_researcher_pages(fx, monkeypatch, page):
 
 
 def test_setup_overview_and_adding_readers_shows_their_links_once(fx, monkeypatch):
-    at = _page(_signed_in(fx, monkeypatch), "app_pages/admin_setup.py")
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_setup.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Cohort"] == "6" and metrics["Readers"] == "2" and metrics["Reads"] == "24"
     names = next(t for t in at.text_area if t.label.startswith("New readers"))
@@ -99,7 +99,7 @@ def test_setup_import_reports_every_problem_and_imports_nothing(fx, monkeypatch,
     bad.mkdir()
     (bad / "labels.csv").write_text("id,path,Effusion\nx1,missing.png,1\nx2,zero.png,2\n")
     (bad / "zero.png").write_bytes(b"")
-    at = _page(_signed_in(fx, monkeypatch), "app_pages/admin_setup.py")
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_setup.py")
     next(t for t in at.text_input if t.label == "Folder with the images").input(str(bad))
     next(b for b in at.button if b.label == "Import").click().run()
     assert any("Nothing was imported" in e.value for e in at.error)
@@ -134,7 +134,7 @@ def test_create_a_new_study_in_an_empty_database(tmp_path, monkeypatch):
 
 
 def test_precompute_page_shows_status_and_resumes(fx, monkeypatch):
-    at = _page(_signed_in(fx, monkeypatch), "app_pages/admin_precompute.py")
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_precompute.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Case x arm ready"] == "12 / 12"
     next(b for b in at.button if b.label == "Run precompute").click().run()
@@ -143,7 +143,7 @@ def test_precompute_page_shows_status_and_resumes(fx, monkeypatch):
 
 
 def test_sandbox_runs_explainers_side_by_side_with_timings(fx, monkeypatch):
-    at = _page(_signed_in(fx, monkeypatch), "app_pages/admin_sandbox.py")
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_sandbox.py")
     at.multiselect[0].set_value(["gradient", "latentshift-max"]).run()
     next(b for b in at.button if b.label == "Run").click().run(timeout=120)
     assert not at.exception, at.exception
@@ -160,23 +160,38 @@ def test_progress_analysis_and_export_with_simulated_readers(fx, monkeypatch):
     db = fx.open()
     simulate_readers(db, fx.name, n_readers=2, seed=1)
     db.dispose()
-    at = _page(_signed_in(fx, monkeypatch), "app_pages/admin_progress.py")
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_progress.py")
     table = at.dataframe[0].value
     assert set(table["reader"]) >= {"alice", "bob"} and table["simulated"].sum() == 2
     assert (table.loc[table["simulated"], "done"] == 12).all()
 
-    _page(at, "app_pages/admin_analysis.py")
-    assert any("No answers yet from real readers" in i.value for i in at.info)
-    at.toggle[0].set_value(True).run()
+    _page(at, "pages/researcher/admin_analysis.py")
+    # simulated answers are left out by default; the notice says why and offers one click to include them
+    assert at.checkbox[0].label == "Include simulated readers' answers" and at.checkbox[0].value is False
+    note = next(i.value for i in at.info if "No answers from real readers yet" in i.value)
+    assert f"in study {fx.name!r}" in note and "48 answers come from 2 simulated reader(s)" in note
+    assert "demo" not in note and not at.warning and not at.dataframe
+    next(b for b in at.button if b.label.startswith("Include the 48 simulated answers")).click().run()
     assert not at.exception, at.exception
+    assert at.checkbox[0].value is True
+    assert any("SIMULATED answers included" in w.value and "48 of these 48 answers" in w.value for w in at.warning)
+    assert any(c.value.startswith("Method B - Method A") and "[SIMULATED: includes 48 simulated answers from 2 "
+               "simulated readers" in c.value for c in at.caption)
     comparison = at.dataframe[0].value
     assert set(comparison["stratum_kind"]) >= {"all", "stratum", "pathology"}
     assert len(at.get("plotly_chart")) >= 2
     at.selectbox[2].set_value("wilcox").run()
     assert not at.exception, at.exception
+    assert any("SIMULATED answers included" in w.value for w in at.warning)
+    at.checkbox[0].uncheck().run()
+    assert any("No answers from real readers yet" in i.value for i in at.info) and not at.warning
 
-    _page(at, "app_pages/admin_export.py")
-    at.toggle[0].set_value(True).run()
+    _page(at, "pages/researcher/admin_export.py")
+    assert at.checkbox[0].value is False and not at.warning
+    assert any("48 simulated answer(s) left out" in c.value for c in at.caption)
+    at.checkbox[0].check().run()
+    assert not at.exception, at.exception
+    assert any("SIMULATED answers included" in w.value and "48 of these 48 rows" in w.value for w in at.warning)
     downloads = {b.proto.label: b for b in at.get("download_button")}
     assert {"Answers (CSV)", "Answers (Parquet)", "Study configuration (JSON)", "SHA-256 manifest",
             "Everything as one ZIP"} <= set(downloads)

@@ -37,10 +37,31 @@ def test_password_check():
 
 
 @pytest.mark.parametrize("params,expected", [
-    ({}, None), ({"token": ""}, None), ({"token": "  abc "}, "abc"), ({"token": ["x", "y"]}, "y"),
+    ({}, None), ({"token": ""}, None), ({"token": "  abc "}, "abc"), ({"token": ["abc"]}, "abc"),
+    ({"token": []}, None),
 ])
 def test_token_from_query(params, expected):
     assert auth.token_from_query(params) == expected
+
+
+@pytest.mark.parametrize("values", [["x", "y"], ["x", "x"], ["", "y"], ["x", "", "y"]])
+def test_a_link_with_two_or_more_tokens_is_refused(values):
+    # Streamlit's st.query_params["token"] is the last value: `?token=A&token=B` must not
+    # sign the visitor in as B (nor as A). Exactly one token parameter is accepted.
+    with pytest.raises(auth.AmbiguousTokenError, match=f"{len(values)} 'token' parameters"):
+        auth.token_from_query({"token": values})
+
+
+def test_token_from_streamlit_query_params_counts_every_value():
+    from streamlit.runtime.state.query_params import QueryParams
+
+    qp = QueryParams()
+    qp.populate_from_query_string("token=first&token=second")
+    assert qp["token"] == "second" and auth.token_values(qp) == ["first", "second"]
+    with pytest.raises(auth.AmbiguousTokenError):
+        auth.token_from_query(qp)
+    qp.populate_from_query_string("token=%20only%20&other=1")
+    assert auth.token_from_query(qp) == "only"
 
 
 def test_context_defaults_to_the_demo_and_honours_env(monkeypatch, tmp_path):

@@ -2,7 +2,7 @@
 
 The tests that need torchxrayvision skip when it is absent (the main venv must not get it:
 it needs torchvision, which here exists only for torch 2.14.1); `bash .ci/xrv.sh` runs this
-file in the separate .venv-xrv. Weights are random-initialised xrv models saved to tmp files,
+file in the separate .venv-xrv. The pickle refusal (trust_pickle) is tested without it. Weights are random-initialised xrv models saved to tmp files,
 since pretrained weights cannot be downloaded here.
 """
 
@@ -17,7 +17,8 @@ import torch
 
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import BundleError, CfviewerError, UnknownPathologyError
-from cfviewer.models.xrv import XrvNotInstalledError, load_xrv_bundle
+from cfviewer.models import xrv as xrv_adapter
+from cfviewer.models.xrv import PickleTrustWarning, XrvNotInstalledError, load_xrv_bundle
 
 R = 224
 
@@ -33,6 +34,79 @@ def test_missing_extra_raises_clear_error(monkeypatch, tmp_path):
     msg = str(info.value)
     assert "pip install torch==2.14.1 torchvision==0.29.1 -e '.[xrv]'" in msg
     assert "torchxrayvision" in msg
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this creates the folder `path` (as any code in a pickle could run)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.path,))
+
+
+def _no_xrv_needed(monkeypatch):
+    # The refusal happens while reading the file, before any torchxrayvision class is used:
+    # stand in for the package so this runs in the main venv (no torchvision there).
+    monkeypatch.setattr(xrv_adapter, "import_xrv", lambda: object())
+
+
+def test_trust_pickle_defaults_to_false():
+    import inspect
+
+    assert inspect.signature(load_xrv_bundle).parameters["trust_pickle"].default is False
+
+
+def test_pickles_are_refused_by_default_and_nothing_in_them_runs(monkeypatch, tmp_path):
+    _no_xrv_needed(monkeypatch)
+    sentinel = tmp_path / "code-ran"
+    evil = tmp_path / "densenet121-res224-all.pt"
+    torch.save({"state_dict": {"classifier.weight": torch.zeros(18, 4)}, "x": _RunsCodeWhenUnpickled(sentinel)}, evil)
+    module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(4, 18), module)  # a whole pickled module, like xrv's releases
+    for path in (evil, module):
+        with pytest.raises(BundleError) as info:
+            load_xrv_bundle(path, device="cpu")  # the default: trust_pickle=False
+        msg = str(info.value)
+        assert str(path) in msg and "pickled objects" in msg and "trust_pickle=True" in msg
+        assert "state_dict()" in msg  # how to convert the file instead
+    assert not sentinel.exists()  # nothing stored in the files ran
+
+
+def test_trusting_a_pickle_warns_naming_the_file(monkeypatch, tmp_path):
+    import hashlib
+
+    _no_xrv_needed(monkeypatch)
+    sentinel = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": _RunsCodeWhenUnpickled(sentinel)}, evil)
+    with pytest.warns(PickleTrustWarning, match=str(evil)) as record, pytest.raises(BundleError):
+        load_xrv_bundle(evil, trust_pickle=True, device="cpu")  # runs, then is no state dict
+    assert sentinel.exists()  # what trust_pickle=True means, and why it warns first
+    assert hashlib.sha256(evil.read_bytes()).hexdigest() in str(record[0].message)
+    module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(4, 18), module)
+    with pytest.warns(PickleTrustWarning, match=str(module)):
+        loaded = xrv_adapter._read_weights(module, "classifier (densenet121)", trust_pickle=True)
+    assert loaded.pickled and set(loaded.state) == {"weight", "bias"}
+
+
+def test_a_plain_state_dict_loads_without_trust_or_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "plain.pt"
+    torch.save({"classifier.weight": torch.zeros(18, 4)}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PickleTrustWarning)
+        loaded = xrv_adapter._read_weights(path, "classifier (densenet121)", trust_pickle=False)
+    assert not loaded.pickled and list(loaded.state) == ["classifier.weight"]
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a torch file")
+    with pytest.raises(BundleError, match=r"junk\.pt is corrupt"):
+        xrv_adapter._read_weights(junk, "classifier (densenet121)", trust_pickle=False)
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -204,8 +278,11 @@ def test_pickled_module_needs_trust(xrv, densenet, tmp_path, images):
     path = tmp_path / "module.pt"
     torch.save(densenet, path)
     with pytest.raises(BundleError, match="trust_pickle=True"):
+        load_xrv_bundle(path, device="cpu")  # refused by default
+    with pytest.raises(BundleError, match="trust_pickle=True"):
         load_xrv_bundle(path, trust_pickle=False, device="cpu")
-    b = load_xrv_bundle(path, device="cpu")
+    with pytest.warns(PickleTrustWarning, match=str(path)):
+        b = load_xrv_bundle(path, trust_pickle=True, device="cpu")
     assert b.meta["xrv"]["weights_pickled"] is True
     cols = [xrv.datasets.default_pathologies.index(p) for p in PATHOLOGIES]
     expected = torch.sigmoid(_raw_logits(densenet, images))[:, cols].numpy()

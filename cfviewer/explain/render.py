@@ -2,12 +2,17 @@
 animation as a looping GIF (and optionally MP4).
 
 Everything takes an :class:`~cfviewer.explain.base.Explanation` (or its arrays) and returns
-or writes uint8 images; nothing here runs a model.
+or writes uint8 images; nothing here runs a model, and importing it does not import torch.
+The overlay and its helpers live in the torch-free :mod:`cfviewer.explain.draw` (what the
+reader's viewer uses) and are re-exported here.
 
 The animation follows the reference (ieee8023/latentshift ``video_utils``): the frames are
 played from lambda = 0 to the counterfactual and back (``reversed(frames) + frames`` of the
-frames ordered counterfactual -> 0), every frame on one shared grey window, the prediction
-printed above each frame with a bar proportional to it (full width = probability 1). GIFs stay at most 1460 px wide
+frames ordered counterfactual -> 0), every frame on one shared grey window. Above each frame
+(:func:`frame_captions`): the target and the *original* image's probability, then on the
+lambda = 0 frame (the autoencoder's reconstruction, where the loop starts) the
+reconstruction's probability and on the others "lambda = ..., p = ...", over a bar
+proportional to the frame's probability (full width = 1). GIFs stay at most 1460 px wide
 (Streamlit re-encodes wider images to a single frame) and at most ``max_bytes`` (2 MB): the
 grey levels are quantised (256, 128, 64, ... levels) until the file fits.
 """
@@ -17,104 +22,29 @@ from __future__ import annotations
 import importlib.util
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cfviewer.errors import CfviewerError
-from cfviewer.explain.base import Explanation
+# The torch-free drawing functions live in cfviewer.explain.draw (the reader's viewer uses
+# them without importing torch); re-exported here so `render.overlay` etc. keep working.
+from cfviewer.explain.draw import (  # noqa: F401
+    RenderError,
+    _resize,
+    colormap,
+    display_window,
+    map_image,
+    normalise_map,
+    overlay,
+    to_grey,
+)
+
+if TYPE_CHECKING:  # annotations only: importing this module must not import torch
+    from cfviewer.explain.base import Explanation
 
 MAX_GIF_WIDTH = 1460
 MAX_GIF_BYTES = 2_000_000
-
-
-class RenderError(CfviewerError):
-    """An explanation cannot be rendered with the requested options."""
-
-
-# ---------------------------------------------------------------------- basics
-def display_window(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
-    """Grey window (lo, hi) from the image's own percentiles (full range if flat)."""
-    lo, hi = np.percentile(np.asarray(image, dtype=np.float64), percentiles)
-    if not hi > lo:
-        lo, hi = float(np.min(image)), float(np.max(image))
-        if not hi > lo:
-            lo, hi = -1024.0, 1024.0
-    return float(lo), float(hi)
-
-
-def to_grey(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
-    """Image in [-1024, 1024] -> uint8 grey with the given (lo, hi) window (default: the
-    image's 0.5-99.5 percentiles)."""
-    lo, hi = window if window is not None else display_window(image)
-    y = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
-
-
-def normalise_map(heat: np.ndarray, percentile: float = 99.0, low_percentile: float = 0.0) -> np.ndarray:
-    """Map -> [0, 1]: values at/above the ``percentile``-th percentile become 1, at/below the
-    ``low_percentile``-th become 0 (robust to a few extreme pixels)."""
-    m = np.nan_to_num(np.asarray(heat, dtype=np.float64))
-    hi = np.percentile(m, percentile)
-    lo = np.percentile(m, low_percentile)
-    if not hi > lo:  # fewer non-background pixels than 100 - percentile %: use the maximum
-        hi = m.max()
-    if not hi > lo:
-        return np.zeros(m.shape, np.float32)
-    return np.clip((m - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def colormap(values: np.ndarray, cmap: str = "inferno") -> np.ndarray:
-    """[0, 1] array -> H x W x 3 float RGB in [0, 1] with a matplotlib colormap."""
-    import matplotlib
-
-    try:
-        cm = matplotlib.colormaps[cmap]
-    except KeyError:
-        raise RenderError(f"unknown colormap {cmap!r}; use a matplotlib name such as inferno, jet, viridis") from None
-    return cm(np.asarray(values, dtype=np.float64))[..., :3]
-
-
-def _resize(arr: np.ndarray, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
-    if arr.shape[0] == size and arr.shape[1] == size:
-        return arr
-    return np.asarray(Image.fromarray(arr).resize((size, size), resample))
-
-
-def overlay(
-    image: np.ndarray,
-    heat: np.ndarray,
-    cmap: str = "inferno",
-    opacity: float = 0.6,
-    percentile: float = 99.0,
-    low_percentile: float = 0.0,
-    window: tuple[float, float] | None = None,
-    size: int | None = None,
-) -> np.ndarray:
-    """Heat map over the grey image -> H x W x 3 uint8.
-
-    The map is clipped at its ``low_percentile`` / ``percentile`` percentiles and scaled to
-    [0, 1]; each pixel blends the colormap colour with alpha = ``opacity`` x the scaled value,
-    so unimportant pixels show the radiograph untouched. ``size`` resizes the result."""
-    if not 0.0 <= opacity <= 1.0:
-        raise RenderError(f"overlay opacity {opacity} must lie in [0, 1]")
-    image = np.asarray(image, dtype=np.float32)
-    heat = np.asarray(heat, dtype=np.float32)
-    if heat.shape != image.shape:
-        raise RenderError(f"overlay: map shape {heat.shape} differs from image shape {image.shape}")
-    grey = to_grey(image, window).astype(np.float32) / 255.0
-    n = normalise_map(heat, percentile, low_percentile)
-    alpha = (opacity * n)[..., None]
-    rgb = (1.0 - alpha) * grey[..., None] + alpha * colormap(n, cmap)
-    out = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-    return _resize(out, size) if size else out
-
-
-def map_image(heat: np.ndarray, cmap: str = "inferno", percentile: float = 99.0) -> np.ndarray:
-    """The map alone, colour-mapped -> H x W x 3 uint8."""
-    rgb = colormap(normalise_map(heat, percentile), cmap)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def _font(px: int) -> ImageFont.ImageFont:
@@ -182,6 +112,68 @@ def panel_png(
 
 
 # ---------------------------------------------------------------------- animation
+def _fmt_lambda(lam: float) -> str:
+    return "0" if lam == 0 else f"{lam:.3g}"
+
+
+def frame_captions(explanation: Explanation) -> list[list[str]]:
+    """The header lines of each animation frame, in animation order (as
+    :func:`animation_frames`). Every frame names the target and the probability on the
+    *original* image (what the reader is told); the lambda = 0 frame -- the autoencoder's
+    reconstruction, where the loop starts and turns -- adds the reconstruction's probability,
+    the other frames their lambda and probability:
+
+        Mass · original p = 0.38        Mass · original p = 0.38
+        reconstruction p = 0.10         lambda = -34, p = 0.05
+    """
+    e = explanation
+    order = _animation_order(e)
+    preds = _frame_preds(e)
+    lambdas = np.asarray(e.lambdas, dtype=np.float64) if e.lambdas is not None else None
+    i0 = int(np.argmin(np.abs(lambdas))) if lambdas is not None else None
+    head = f"{e.target} · original p = {_fmt_p(e.pred_original)}"
+    out = []
+    for k in order:
+        if i0 is not None and k == i0:
+            p_rec = e.pred_reconstruction if e.pred_reconstruction is not None else preds[k]
+            line = f"reconstruction p = {_fmt_p(p_rec)}"
+        elif lambdas is not None:
+            line = f"lambda = {_fmt_lambda(float(lambdas[k]))}, p = {_fmt_p(preds[k])}"
+        else:
+            line = f"frame {k}, p = {_fmt_p(preds[k])}"
+        out.append([head, line])
+    return out
+
+
+def _fmt_p(p: float | None) -> str:
+    return f"{float(p):.2f}" if p is not None and np.isfinite(p) else "n/a"
+
+
+def _frame_preds(e: Explanation) -> list[float]:
+    n = len(e.frames)
+    return [float(v) for v in e.frame_preds] if e.frame_preds is not None else [float("nan")] * n
+
+
+def _animation_order(e: Explanation) -> list[int]:
+    """Frame indices of the loop: lambda = 0 -> counterfactual -> lambda = 0. Frames are sorted
+    by increasing lambda (counterfactual first); the lowering direction (lambda <= 0) is
+    animated like the reference, upward frames are not part of the loop."""
+    n = len(e.frames)
+    neg = np.asarray(e.lambdas) <= 0 if e.lambdas is not None else np.ones(n, bool)
+    cf_to_0 = [int(i) for i in np.flatnonzero(neg)]
+    return cf_to_0[::-1] + cf_to_0
+
+
+def _fit_font(lines: Sequence[str], width: int, px: int) -> tuple[ImageFont.ImageFont, int]:
+    """The largest font <= ``px`` whose longest line fits ``width`` (down to 8 px)."""
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    while True:
+        font = _font(px)
+        if px <= 8 or max(probe.textlength(t, font=font) for t in lines) <= width:
+            return font, px
+        px -= 1
+
+
 def animation_frames(
     explanation: Explanation,
     size: int = 512,
@@ -190,7 +182,9 @@ def animation_frames(
 ) -> tuple[list[np.ndarray], list[float]]:
     """The animation as grey uint8 frames (H x W, header strip included) and their
     predictions: lambda = 0 -> counterfactual -> lambda = 0 (the reference's
-    ``reversed(frames) + frames``)."""
+    ``reversed(frames) + frames``). The header holds :func:`frame_captions` and a bar
+    proportional to the frame's probability (full width = 1), with a tick at the bundle's
+    decision threshold when the explanation records it (``params["decision"]``)."""
     e = explanation
     if e.frames is None or len(e.frames) == 0:
         raise RenderError(
@@ -198,25 +192,25 @@ def animation_frames(
             "(latentshift, latentshift-max, ...) or render the map with overlay()"
         )
     frames = np.asarray(e.frames, dtype=np.float32)
-    preds = (
-        [float(v) for v in e.frame_preds] if e.frame_preds is not None else [float("nan")] * len(frames)
-    )
-    neg = np.asarray(e.lambdas) <= 0 if e.lambdas is not None else np.ones(len(frames), bool)
-    # frames are sorted by increasing lambda: counterfactual first. Animate the lowering
-    # direction (lambda <= 0) like the reference; upward frames are not part of the loop.
-    cf_to_0 = [frames[i] for i in np.flatnonzero(neg)]
-    p_cf_to_0 = [preds[i] for i in np.flatnonzero(neg)]
-    seq = cf_to_0[::-1] + cf_to_0
-    pseq = p_cf_to_0[::-1] + p_cf_to_0
+    preds = _frame_preds(e)
+    order = _animation_order(e)
+    seq = [frames[i] for i in order]
+    pseq = [preds[i] for i in order]
+    captions = frame_captions(e)
     lo, hi = float(np.min(frames)), float(np.max(frames))
     if not hi > lo:
         lo, hi = -1024.0, 1024.0
     px = max(10, size // 22)
-    header = int(px * 1.8) if show_pred else 0
-    font = _font(px)
+    margin = px // 2
+    font, px = _fit_font([t for c in captions for t in c], size - 2 * margin, px)
+    line_h = int(round(px * 1.25))
+    bar_top = int(px * 0.3) + 2 * line_h + int(px * 0.15)
+    bar_h = max(3, int(px * 0.45))
+    header = bar_top + bar_h + int(px * 0.3) if show_pred else 0
+    threshold = ((e.params or {}).get("decision") or {}).get("threshold")
     step = 256 // levels
     out = []
-    for img, p in zip(seq, pseq):
+    for img, p, lines in zip(seq, pseq, captions):
         grey = to_grey(img, (lo, hi))
         grey = _resize(grey, size, Image.BILINEAR)
         if step > 1:
@@ -225,11 +219,14 @@ def animation_frames(
         canvas.paste(Image.fromarray(grey), (0, header))
         if show_pred:
             draw = ImageDraw.Draw(canvas)
-            text = f"{e.target}: {p:.2f}" if np.isfinite(p) else e.target
-            draw.text((px // 2, int(px * 0.35)), text, fill=255, font=font)
-            x0 = size // 2
-            bar = int((size - x0 - px) * min(max(p, 0.0), 1.0)) if np.isfinite(p) else 0
-            draw.rectangle([x0, int(px * 0.45), x0 + max(bar, 1), int(px * 1.35)], fill=200)
+            for j, text in enumerate(lines):
+                draw.text((margin, int(px * 0.3) + j * line_h), text, fill=255, font=font)
+            full = size - 2 * margin
+            bar = int(full * min(max(p, 0.0), 1.0)) if np.isfinite(p) else 0
+            draw.rectangle([margin, bar_top, margin + max(bar, 1), bar_top + bar_h], fill=200)
+            if threshold is not None and 0.0 <= float(threshold) <= 1.0:
+                xt = margin + int(full * float(threshold))
+                draw.line([xt, bar_top - 2, xt, bar_top + bar_h + 2], fill=255, width=1)
         out.append(np.asarray(canvas))
     return out, pseq
 
@@ -252,7 +249,8 @@ def write_gif(
     max_bytes: int | None = MAX_GIF_BYTES,
 ) -> Path:
     """Looping GIF of the counterfactual animation (imageio + Pillow), ``size`` px square plus
-    a header with the prediction. Quantises grey levels until the file is <= ``max_bytes``."""
+    a header with the captions (:func:`frame_captions`). Quantises grey levels until the file is
+    <= ``max_bytes``."""
     if size > MAX_GIF_WIDTH:
         raise RenderError(
             f"GIF size {size} px is wider than {MAX_GIF_WIDTH} px, which Streamlit shows as a "

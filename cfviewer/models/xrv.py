@@ -21,9 +21,10 @@ Weight files accepted: a plain state dict, a checkpoint dict holding one under
 ``state_dict`` / ``model_state_dict`` / ``model`` / ``net`` / ``weights`` (with optional
 ``labels`` / ``pathologies`` / ``targets`` and ``op_threshs`` beside it), ``module.``-prefixed
 keys (DataParallel), and torchxrayvision's released ``.pt`` files, which are whole pickled
-modules. Those are read with ``torch.load(weights_only=False)`` only after a
-``weights_only=True`` attempt failed; unpickling runs code from the file, so only do that
-with files from a source you trust (``trust_pickle=False`` refuses them).
+modules. Unpickling runs code from the file, so those are refused by default
+(``trust_pickle=False``): with ``trust_pickle=True`` (files from a source you trust only)
+they are read with ``torch.load(weights_only=False)`` after a ``weights_only=True`` attempt
+failed, and a :class:`PickleTrustWarning` naming the file and its sha256 is emitted first.
 
 The bundle can be saved with ``Bundle.save`` and loaded with ``Bundle.load`` (in an
 environment where torchxrayvision is installed), like any cfviewer bundle.
@@ -35,7 +36,9 @@ import hashlib
 import logging
 import math
 import os
+import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -67,6 +70,10 @@ _LABEL_KEYS = ("labels", "pathologies", "targets")
 
 class XrvNotInstalledError(BundleError):
     """torchxrayvision (or torchvision, which it needs) cannot be imported."""
+
+
+class PickleTrustWarning(UserWarning):
+    """A weights file is being unpickled (``trust_pickle=True``): code stored in it runs."""
 
 
 def import_xrv():
@@ -292,16 +299,33 @@ def _read_weights(path: str | os.PathLike, role: str, trust_pickle: bool) -> _Lo
             "torchxrayvision weights (they cannot be downloaded by cfviewer)"
         )
     pickled = False
+    sha256 = _sha256(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as first:  # noqa: BLE001 - torch raises many types
-        if not trust_pickle:
+        # torch's weights-only unpickler refuses objects other than tensors and plain
+        # containers with this UnpicklingError; anything else means the file is not readable.
+        refused_objects = isinstance(first, pickle.UnpicklingError) and "weights only load failed" in str(first).lower()
+        if not trust_pickle and not refused_objects:
+            reason = (str(first).splitlines() or [""])[0]
             raise BundleError(
-                f"{role} weights file {p} is not a plain tensor file ({type(first).__name__}); "
-                "it may be a pickled module (like torchxrayvision's released .pt files). Loading "
-                "it runs code from the file: pass trust_pickle=True if you trust its source, or "
-                "re-save it as a state dict (torch.save(model.state_dict(), path))"
+                f"{role} weights file {p} is corrupt or not a torch file "
+                f"({type(first).__name__}: {reason}); download it again"
             ) from None
+        if not trust_pickle:  # pickled objects: refused, nothing in the file has run
+            raise BundleError(
+                f"{role} weights file {p} holds pickled objects, not only tensors; "
+                "it may be a pickled module (like torchxrayvision's released .pt files). Loading "
+                "it would run code stored in the file, so it is refused: re-save it as a state dict "
+                "in a sandbox (torch.save(torch.load(f, weights_only=False).state_dict(), 'plain.pt')), "
+                "or pass trust_pickle=True only if you trust its source"
+            ) from None
+        warnings.warn(
+            f"{role}: unpickling {p} (sha256 {sha256}) with torch.load(weights_only=False) because "
+            "trust_pickle=True; this runs any code stored in the file, so use it only for files "
+            "from a source you trust",
+            PickleTrustWarning, stacklevel=3,
+        )
         try:
             obj = torch.load(p, map_location="cpu", weights_only=False)
             pickled = True
@@ -310,7 +334,7 @@ def _read_weights(path: str | os.PathLike, role: str, trust_pickle: bool) -> _Lo
                 f"{role} weights file {p} is corrupt or not a torch file "
                 f"({type(exc).__name__}: {exc}); download it again"
             ) from None
-        log.warning("%s: loaded %s with weights_only=False (pickled objects; trusted source assumed)", role, p)
+        log.info("%s: loaded %s with weights_only=False (pickled objects; trust_pickle=True)", role, p)
     labels = op = None
     state = _as_state(obj)
     if state is None and isinstance(obj, Mapping):
@@ -339,7 +363,7 @@ def _read_weights(path: str | os.PathLike, role: str, trust_pickle: bool) -> _Lo
         state = {k[len("module."):]: v for k, v in state.items()}
     if "op_threshs" in state:
         op = [float(t) for t in state.pop("op_threshs").flatten()]
-    return _Loaded(state, labels, op, pickled, _sha256(p))
+    return _Loaded(state, labels, op, pickled, sha256)
 
 
 def _mismatch_error(path: Path, what: str, state: Mapping[str, Any], expected: Mapping[str, torch.Tensor]) -> BundleError:
@@ -413,7 +437,7 @@ def load_xrv_bundle(
     op_threshs: Sequence[float] | None = None,
     xrv_weights: str | None = None,
     resolution: int | None = None,
-    trust_pickle: bool = True,
+    trust_pickle: bool = False,
     device: str | torch.device = "auto",
 ):
     """A :class:`~cfviewer.models.Bundle` around torchxrayvision models with local weights.
@@ -434,8 +458,12 @@ def load_xrv_bundle(
             recognised from the file name. Never downloads.
         resolution: the bundle's input side; default 224 (the AE's) when an AE is given or for
             densenet121, else 512 for resnet50.
-        trust_pickle: allow ``torch.load(weights_only=False)`` after a weights_only=True attempt
-            fails (needed for torchxrayvision's released pickled modules; runs code from the file).
+        trust_pickle: default False: a file that is not plain tensors (a pickled module, such
+            as torchxrayvision's released ``.pt`` files) is refused with a BundleError and
+            nothing in it runs. True allows ``torch.load(weights_only=False)`` after a
+            ``weights_only=True`` attempt fails, which runs code stored in the file (a
+            :class:`PickleTrustWarning` naming the file and its sha256 is emitted first); only
+            for files from a source you trust.
         device: "auto" (CUDA when present), "cpu", ...
 
     Raises:

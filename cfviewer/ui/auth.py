@@ -1,7 +1,8 @@
 """Access control: reader tokens (``?token=...``) and the researcher password.
 
 Reader tokens are checked by the study engine (`cfviewer.study.tokens.authenticate`: stored as
-SHA-256, compared in constant time). The researcher password comes from the environment
+SHA-256, compared in constant time); a link must carry exactly one ``token`` parameter
+(`token_from_query`). The researcher password comes from the environment
 variable ``CFVIEWER_ADMIN_PASSWORD`` or ``admin_password`` in ``.streamlit/secrets.toml``;
 without one, researcher pages stay locked and say how to set it.
 """
@@ -59,14 +60,34 @@ def check_password(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(a, b)
 
 
+class AmbiguousTokenError(ValueError):
+    """The link carries the ``token`` query parameter more than once."""
+
+
+def token_values(query_params: Mapping[str, Any]) -> list[str]:
+    """Every value of the ``token`` query parameter, in order (``st.query_params.get_all``
+    when the mapping has it, else a str or a list/tuple value)."""
+    get_all = getattr(query_params, "get_all", None)
+    if callable(get_all):
+        values = list(get_all("token"))
+    else:
+        value = query_params.get("token")
+        values = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    return [str(v) for v in values]
+
+
 def token_from_query(query_params: Mapping[str, Any]) -> str | None:
-    """The ``token`` query parameter (the last one if repeated), stripped; None when absent."""
-    value = query_params.get("token")
-    if isinstance(value, (list, tuple)):
-        value = value[-1] if value else None
-    if value is None:
+    """The ``token`` query parameter, stripped; None when absent or empty.
+
+    Exactly one is accepted: a link with two or more ``token`` parameters (even equal ones)
+    raises :class:`AmbiguousTokenError`, so it can never sign a visitor in as whichever one a
+    parser happens to keep (Streamlit's ``st.query_params["token"]`` is the last)."""
+    values = token_values(query_params)
+    if len(values) > 1:
+        raise AmbiguousTokenError(f"the link has {len(values)} 'token' parameters; exactly one is accepted")
+    if not values:
         return None
-    value = str(value).strip()
+    value = values[0].strip()
     return value or None
 
 

@@ -112,14 +112,15 @@ def create_study(db, name: str, root: str | Path, *, seed: int, bundle: str | No
 
 
 def import_folder(db, name: str, folder: str | Path, labels_csv: str, boxes_csv: str | None = None,
-                  copy: bool = False, progress: Callable[[int, int], None] | None = None):
+                  copy: bool = False, progress: Callable[[int, int], None] | None = None,
+                  absent_pathologies: Sequence[str] = ()):
     from cfviewer.study import cohort
     from cfviewer.study.studies import get_study
 
     with db.write() as s:
         st = get_study(s, name)
         return cohort.import_cases(s, st, folder, labels_csv, boxes_csv=boxes_csv or None, copy=copy,
-                                   progress=progress)
+                                   progress=progress, absent_pathologies=list(absent_pathologies))
 
 
 def resolve_bundle_dir(root: str | Path, bundle: str | None) -> Path:

@@ -38,7 +38,7 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
     else:
         root, src = Path(study_dir).resolve(), resolve_url(None, study_dir)
     url = copy_database(src, tmp / "copy" / "study.db")
-    db = open_database(url)
+    db = open_database(url, study_dir=root)  # the copy's files stay in the study folder
     try:
         with db.write() as s:
             st = studies.get_study(s, None)

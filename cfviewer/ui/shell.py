@@ -4,7 +4,8 @@ which pages they get. `app.py` calls `build_navigation()`; pages call `state()`.
 Role rules:
 - a valid ``?token=`` gives the reader pages only (worklist, case viewer); the token is kept
   in the URL so a reload or a bookmarked link resumes;
-- an unknown token gives one page that says so and shows no data;
+- an unknown token, or a link with more than one ``token`` parameter, gives one page that
+  says so and shows no data;
 - the researcher pages need the admin password (see `cfviewer.ui.auth`);
 - with no study database yet, everyone sees how to build one (`cfviewer demo`).
 """
@@ -22,9 +23,14 @@ from cfviewer.ui import auth
 from cfviewer.ui.context import AppContext, app_context
 
 ROOT = Path(__file__).resolve().parents[2]
-# Not "pages/": Streamlit (1.67) runs every script of a `pages/` folder next to the entry script
-# as a v1 multipage app, directly and without app.py, which would bypass the role checks here.
-PAGES = ROOT / "app_pages"
+# The page scripts live in sub-folders of `pages/` (reader/, researcher/, public/), never in
+# `pages/` itself: Streamlit (1.44-1.67) serves every `pages/*.py` by URL as a v1 multipage app
+# until a session has run st.navigation, i.e. without app.py and its role gate below. It scans
+# `pages/*.py` only (no sub-folders), so a direct URL can only ever reach app.py.
+PAGES = ROOT / "pages"
+READER_PAGES = PAGES / "reader"
+RESEARCHER_PAGES = PAGES / "researcher"
+PUBLIC_PAGES = PAGES / "public"
 ADMIN_KEY = "cfv_admin"
 TOKEN_KEY = "cfv_token"
 
@@ -55,7 +61,15 @@ def require_reader() -> AppState:
 
 def resolve_state() -> AppState:
     ctx = app_context()
-    token = auth.token_from_query(st.query_params) or st.session_state.get(TOKEN_KEY)
+    try:
+        url_token = auth.token_from_query(st.query_params)
+    except auth.AmbiguousTokenError:
+        # Two or more ?token= parameters: exactly one is accepted. Nobody is signed in as a
+        # reader by such a link (not even from this session's earlier token); the visitor gets
+        # the invalid-link page and no data.
+        st.session_state.pop(TOKEN_KEY, None)
+        return AppState(ctx, "invalid_token")
+    token = url_token or st.session_state.get(TOKEN_KEY)
     if not ctx.database_exists():
         role = "researcher" if st.session_state.get(ADMIN_KEY) else ("invalid_token" if token else "no_study")
         s = AppState(ctx, role)
@@ -75,7 +89,7 @@ def resolve_state() -> AppState:
             s.role = "invalid_token"
         else:
             st.session_state[TOKEN_KEY] = token
-            if auth.token_from_query(st.query_params) != token:
+            if url_token != token:
                 st.query_params["token"] = token  # keep the link in the address bar for reloads
             s.role, s.reader = "reader", reader
     elif st.session_state.get(ADMIN_KEY):
@@ -83,28 +97,28 @@ def resolve_state() -> AppState:
     return s
 
 
-def _page(name: str, title: str, icon: str, url: str, default: bool = False) -> st.Page:
-    return st.Page(str(PAGES / name), title=title, icon=icon, url_path=url, default=default)
+def _page(path: Path, title: str, icon: str, url: str, default: bool = False) -> st.Page:
+    return st.Page(str(path), title=title, icon=icon, url_path=url, default=default)
 
 
 def reader_pages() -> list[st.Page]:
     return [
-        _page("reader_worklist.py", "My worklist", ":material/checklist:", "worklist", default=True),
-        _page("reader_case.py", "Read cases", ":material/radiology:", "read"),
+        _page(READER_PAGES / "reader_worklist.py", "My worklist", ":material/checklist:", "worklist", default=True),
+        _page(READER_PAGES / "reader_case.py", "Read cases", ":material/radiology:", "read"),
     ]
 
 
 def researcher_pages() -> dict[str, list[st.Page]]:
     return {
         "Study": [
-            _page("admin_setup.py", "Study setup", ":material/settings:", "setup", default=True),
-            _page("admin_precompute.py", "Precompute", ":material/memory:", "precompute"),
-            _page("admin_sandbox.py", "Explainer sandbox", ":material/science:", "sandbox"),
+            _page(RESEARCHER_PAGES / "admin_setup.py", "Study setup", ":material/settings:", "setup", default=True),
+            _page(RESEARCHER_PAGES / "admin_precompute.py", "Precompute", ":material/memory:", "precompute"),
+            _page(RESEARCHER_PAGES / "admin_sandbox.py", "Explainer sandbox", ":material/science:", "sandbox"),
         ],
         "Results": [
-            _page("admin_progress.py", "Reader progress", ":material/group:", "progress"),
-            _page("admin_analysis.py", "Analysis", ":material/analytics:", "analysis"),
-            _page("admin_export.py", "Export", ":material/download:", "export"),
+            _page(RESEARCHER_PAGES / "admin_progress.py", "Reader progress", ":material/group:", "progress"),
+            _page(RESEARCHER_PAGES / "admin_analysis.py", "Analysis", ":material/analytics:", "analysis"),
+            _page(RESEARCHER_PAGES / "admin_export.py", "Export", ":material/download:", "export"),
         ],
     }
 
@@ -116,7 +130,7 @@ def build_navigation():
         return st.navigation(reader_pages(), position="top")
     if s.role == "researcher":
         return st.navigation(researcher_pages(), position="sidebar", expanded=True)
-    return st.navigation([_page("home.py", "cfviewer", ":material/home:", "home", default=True)],
+    return st.navigation([_page(PUBLIC_PAGES / "home.py", "cfviewer", ":material/home:", "home", default=True)],
                          position="hidden")
 
 

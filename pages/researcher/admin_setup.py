@@ -92,12 +92,17 @@ with st.form("cfv_import"):
     labels = f2.text_input("Labels CSV", value="labels.csv", help="Relative to the folder, or a full path.")
     boxes = f3.text_input("Boxes CSV (optional)", help="NIH BBox_List_2017 layout.")
     copy = st.checkbox("Copy the files into the study folder", value=False)
+    absent = st.multiselect(
+        "Pathologies the CSV deliberately has no column for", ov.config.get("pathologies") or PATHOLOGIES,
+        help="Their cases are imported as unlabelled (not negative) for these pathologies and enter "
+             "neither of their strata. Leave empty: a missing column is refused.")
     go = st.form_submit_button("Import")
 if go:
     bar = st.progress(0.0, text="Checking every file ...")
     try:
         rep = research.import_folder(s.db, name, folder, labels, boxes or None, copy,
-                                     progress=lambda i, n: bar.progress(i / n, text=f"Checked {i} of {n} files"))
+                                     progress=lambda i, n: bar.progress(i / n, text=f"Checked {i} of {n} files"),
+                                     absent_pathologies=absent)
     except ImportValidationError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {len(exc.problems)} problem(s).")
@@ -108,6 +113,8 @@ if go:
     else:
         bar.empty()
         st.success(str(rep))
+        if getattr(rep, "domain", None) is not None and rep.domain.warning:
+            st.warning(rep.domain.message, icon=":material/warning:")
 
 st.subheader("2. Sample the cohort")
 if ov.n_cohort:
@@ -134,6 +141,8 @@ if go:
                               progress=lambda i, n: bar.progress(i / max(n, 1), text=f"Predicted {i} of {n}"))
         bar.empty()
         st.success(f"Cohort: {rep.total} cases.")
+        if getattr(rep, "domain", None) is not None and rep.domain.warning:
+            st.warning(rep.domain.message, icon=":material/warning:")
         st.dataframe(rep.table(), width="stretch", hide_index=True)
         st.info(research.schedule_all(s.db, name))
     except CfviewerError as exc:

@@ -11,13 +11,39 @@ s, name = shell.researcher_sidebar()
 shell.require_study(s, name)
 st.title("Analysis")
 
-sim = st.toggle("Include simulated readers", value=False,
-                help="Simulated answers exist only to try the analysis; never report them.")
+SIM_KEY = "analysis_include_simulated"
+
+
+def _include_simulated() -> None:
+    st.session_state[SIM_KEY] = True
+
+
+sim = st.checkbox("Include simulated readers' answers", value=False, key=SIM_KEY,
+                  help="Simulated readers' answers exist only to try the analysis: they are left out unless "
+                       "this is ticked, and every result that includes them is marked. Never report them.")
+counts = research.answer_counts(s.db, name)
 df = research.responses_table(s.db, name, include_simulated=sim)
 if df.empty:
-    st.info("No answers yet" + ("" if sim else " from real readers (switch on simulated readers to try the "
-                                          "analysis on the demo)") + ".", icon=":material/hourglass_empty:")
+    if counts.simulated and not sim:
+        k = len(counts.simulated_readers)
+        st.info(f"No answers from real readers yet in study {name!r}. Its {counts.simulated} answers come from "
+                f"{k} simulated reader(s) ({', '.join(counts.simulated_readers)}), which the analysis leaves out "
+                "unless you include them.", icon=":material/hourglass_empty:")
+        st.button(f"Include the {counts.simulated} simulated answers (to try the analysis)",
+                  on_click=_include_simulated, icon=":material/science:", key="include_simulated_now")
+    else:
+        st.info(f"No answers yet in study {name!r}: the analysis appears here once readers have submitted "
+                "answers (see Progress).", icon=":material/hourglass_empty:")
     st.stop()
+n_sim = int(df["simulated"].sum())
+if n_sim:
+    sim_readers = sorted(df.loc[df["simulated"], "reader"].unique())
+    st.warning(f"**SIMULATED answers included.** {n_sim} of these {len(df)} answers come from {len(sim_readers)} "
+               f"simulated reader(s) ({', '.join(sim_readers)}). They exist only to try the analysis: never report "
+               "these results.", icon=":material/science:")
+elif counts.simulated:
+    st.caption(f"{counts.simulated} simulated answer(s) from {len(counts.simulated_readers)} simulated reader(s) "
+               "are left out.")
 arms = sorted(df["arm"].unique())
 questions = list(dict.fromkeys(df["question"]))
 if len(arms) < 2:
@@ -45,7 +71,8 @@ except CfviewerError as exc:
     st.error(str(exc))
     st.stop()
 
-st.caption(f"{len(df)} answers from {df['reader'].nunique()} reader(s) on {df['case'].nunique()} cases. "
+st.caption(f"{rep.title}. "
+           f"{len(df)} answers from {df['reader'].nunique()} reader(s) on {df['case'].nunique()} cases. "
            f"Differences are {arm_b} − {arm_a} per reader, case and question; p_holm is Holm-adjusted "
            "over the whole table.")
 tabs = st.tabs(["Paired tests", "Figures", "Descriptives", "Agreement"])

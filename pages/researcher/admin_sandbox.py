@@ -43,6 +43,9 @@ else:
         st.error(str(exc))
         st.stop()
 
+chk = sandbox.domain_check(bundle, image, what="case" if src.startswith("A case") else "uploaded image")
+(st.warning if chk.warning else st.caption)(chk.message)
+
 arm_methods = [m for a in ov.arms for m in a["methods"]]
 c1, c2, c3 = st.columns([1, 2, 1])
 target = c1.selectbox("Pathology to explain", bundle.pathologies,

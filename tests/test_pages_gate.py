@@ -1,0 +1,271 @@
+"""The page scripts in `pages/` cannot go around app.py's role gate.
+
+Streamlit (1.44-1.67) treats a `pages/` folder beside the entry script as a v1 multipage app:
+until a session has run `st.navigation`, every `pages/*.py` is served by URL *without*
+app.py. It scans `pages/*.py` only, so the scripts live in `pages/reader/`,
+`pages/researcher/` and `pages/public/`, and each keeps its own role check.
+
+Proved with a real server: `streamlit run app.py` on a free localhost port (headless, killed
+at the end) whose process records every script it executes (a Python audit hook on `exec`,
+set by a small launcher before Streamlit's own CLI starts). Right after the start, a visitor
+who has not signed in asks for each researcher page by URL (its `st.navigation` URL, its file
+name as Streamlit's v1 scan would name it, and its page hashes) over Streamlit's websocket,
+as the browser does: only app.py and the public home page run, never a researcher page. A
+control app with a flat `pages/admin_setup.py` shows that the same harness does catch a page
+served around the gate (as long as no session has run app.py, every visit to its URL runs it).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import ui_fixtures as F
+from cfviewer.ui.browser import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "pages"
+RESEARCHER = {  # file -> its st.navigation url_path (cfviewer.ui.shell.researcher_pages)
+    "admin_setup.py": "setup", "admin_precompute.py": "precompute", "admin_sandbox.py": "sandbox",
+    "admin_progress.py": "progress", "admin_analysis.py": "analysis", "admin_export.py": "export",
+}
+READER = {"reader_worklist.py": "worklist", "reader_case.py": "read"}
+
+LAUNCHER = textwrap.dedent(r"""
+    # streamlit run APP, recording each run of APP and of any script under pages/ beside it
+    import os, sys
+
+    LOG, WATCH = os.environ["CFV_RUN_LOG"], os.path.realpath(os.environ["CFV_WATCH_ROOT"])
+    APP = os.path.basename(sys.argv[1])
+
+    def hook(event, args):  # Streamlit runs every script with exec(code, module.__dict__)
+        if event == "exec" and args:
+            name = getattr(args[0], "co_filename", "")
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.realpath(name), WATCH)
+                if rel == APP or rel.startswith("pages" + os.sep):
+                    with open(LOG, "a") as f:
+                        f.write(rel + "\n")
+
+    sys.addaudithook(hook)
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", "run", *sys.argv[1:]]
+    sys.exit(cli.main())
+""")
+
+
+class Server:
+    """`streamlit run <app>` on a free port; `ran()` lists the scripts it executed."""
+
+    def __init__(self, app: Path, tmp: Path, env: dict[str, str]):
+        self.port = free_port()
+        self.log = tmp / f"ran-{self.port}.txt"
+        self.out = tmp / f"streamlit-{self.port}.log"
+        launcher = tmp / "launch_streamlit.py"
+        launcher.write_text(LAUNCHER)
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
+                    "CFV_RUN_LOG": str(self.log), "CFV_WATCH_ROOT": str(app.parent)}
+        self._fh = open(self.out, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(launcher), str(app), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--server.runOnSave", "false"],
+            cwd=app.parent, env=full_env, stdout=self._fh, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float = 120.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.proc.returncode}:\n{self.out.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"streamlit did not answer within {timeout} s:\n{self.out.read_text()}")
+
+    def visit(self, page_name: str = "", query: str = "", page_script_hash: str = "",
+              timeout: float = 90.0) -> str:
+        """One browser visit: open the websocket, ask for the page as the frontend does for
+        http://host/<page_name>?<query>, read until the run finished; the text it showed."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        from websockets.sync.client import connect
+
+        parts: list[str] = []
+        with connect(f"ws://127.0.0.1:{self.port}/_stcore/stream", subprotocols=["streamlit"],
+                     open_timeout=30, max_size=None) as ws:
+            back = BackMsg()
+            back.rerun_script.query_string = query
+            back.rerun_script.page_name = page_name
+            back.rerun_script.page_script_hash = page_script_hash
+            ws.send(back.SerializeToString())
+            deadline = time.monotonic() + timeout
+            while True:
+                msg = ForwardMsg()
+                msg.ParseFromString(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                kind = msg.WhichOneof("type")
+                if kind == "delta":
+                    parts.append(str(msg.delta))
+                elif kind == "page_not_found":
+                    parts.append(f"PAGE NOT FOUND {msg.page_not_found.page_name}")
+                elif kind == "script_finished":
+                    break
+        return "\n".join(parts)
+
+    def ran(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._fh.close()
+
+
+def _need_client():
+    pytest.importorskip("websockets.sync.client", reason="the websockets package is not installed")
+
+
+def _page_scripts(ran: list[str]) -> list[str]:
+    return [p for p in ran if p.startswith("pages" + os.sep)]
+
+
+# ---------------------------------------------------------------------- layout
+def test_pages_folder_holds_no_script_streamlit_would_serve_by_url():
+    assert PAGES.is_dir()
+    assert sorted(p.name for p in PAGES.glob("*.py")) == []  # what Streamlit's v1 scan serves
+    assert sorted(p.name for p in (PAGES / "researcher").glob("*.py")) == sorted(RESEARCHER)
+    assert sorted(p.name for p in (PAGES / "reader").glob("*.py")) == sorted(READER)
+    assert [p.name for p in (PAGES / "public").glob("*.py")] == ["home.py"]
+    assert not (ROOT / "app_pages").exists()
+
+
+def _first_call(path: Path) -> str:
+    """The first statement of a page script that calls something (imports skipped)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            continue
+        return ast.unparse(node)
+    return ""
+
+
+@pytest.mark.parametrize("name", sorted(RESEARCHER))
+def test_each_researcher_page_checks_the_role_first(name):
+    assert _first_call(PAGES / "researcher" / name).endswith("shell.researcher_sidebar()")
+
+
+@pytest.mark.parametrize("name", sorted(READER))
+def test_each_reader_page_checks_the_role_first(name):
+    assert _first_call(PAGES / "reader" / name) == "s = shell.require_reader()"
+
+
+@pytest.fixture()
+def fx(tmp_path_factory, tmp_path):
+    return F.fresh_copy(F.template(tmp_path_factory), tmp_path / "db")
+
+
+@pytest.mark.parametrize("name", sorted(RESEARCHER))
+def test_a_researcher_page_run_on_its_own_refuses_a_guest_and_a_reader(fx, monkeypatch, name):
+    # Defence in depth: even run directly (without app.py), a page shows nothing to a visitor
+    # without the researcher role.
+    from streamlit.testing.v1 import AppTest
+
+    for k, v in fx.env().items():
+        monkeypatch.setenv(k, v)
+    for token in (None, fx.tokens["alice"]):
+        at = AppTest.from_file(str(PAGES / "researcher" / name), default_timeout=60)
+        if token:
+            at.query_params["token"] = token
+        at.run()
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error] == ["Researcher pages need the admin password."]
+        assert len(at.main) <= 1 and len(at.sidebar) == 0
+
+
+# ---------------------------------------------------------------------- a real server
+def test_direct_urls_to_researcher_pages_right_after_start_run_no_page_script(fx, tmp_path):
+    _need_client()
+    from streamlit.util import calc_hash
+
+    for name, url in RESEARCHER.items():
+        stem = name[:-3]  # the URL Streamlit's v1 scan would give pages/<name>
+        names = [url, stem, f"researcher/{stem}", f"pages/researcher/{stem}"]
+        hashes = [calc_hash(url), calc_hash(str(PAGES / "researcher" / name))]
+        for first in (url, stem):  # a fresh server each: its first visit is served before
+            server = Server(ROOT / "app.py", tmp_path, fx.env())  # any session ran st.navigation
+            try:
+                shown = [server.visit(first)] + [server.visit(n) for n in names if n != first]
+                shown += [server.visit(page_script_hash=h) for h in hashes]
+                ran = server.ran()
+            finally:
+                server.stop()
+            assert _page_scripts(ran) == [os.path.join("pages", "public", "home.py")] * len(shown), (name, ran)
+            assert ran.count("app.py") == len(shown)  # every visit went through the gate
+            for text in shown:
+                assert "Researcher sign-in" in text  # the guest's home page, nothing else
+                assert "Study setup" not in text and "Sign out" not in text
+
+    # the same server does serve the pages a role opens: a reader's link runs the worklist
+    server = Server(ROOT / "app.py", tmp_path, fx.env())
+    try:
+        text = server.visit("", query=f"token={fx.tokens['alice']}")
+        text_guest = server.visit("setup", query=f"token={fx.tokens['alice']}")
+        ran = server.ran()
+    finally:
+        server.stop()
+    assert "Welcome, alice" in text and "Welcome, alice" in text_guest
+    assert _page_scripts(ran) == [os.path.join("pages", "reader", "reader_worklist.py")] * 2, ran
+
+
+def test_the_harness_catches_a_flat_pages_script_served_around_the_gate(tmp_path):
+    # The hole this layout avoids: a gate in app.py (st.navigation with one public page) and a
+    # flat pages/admin_setup.py. Right after start, its URL runs the page without app.py.
+    _need_client()
+    app_dir = tmp_path / "flat_app"
+    (app_dir / "pages").mkdir(parents=True)
+    (app_dir / "public").mkdir()
+    (app_dir / "app.py").write_text(
+        "import streamlit as st\n"
+        "st.navigation([st.Page('public/home.py', url_path='home', default=True)], position='hidden').run()\n")
+    (app_dir / "public" / "home.py").write_text("import streamlit as st\nst.write('public home')\n")
+    (app_dir / "pages" / "admin_setup.py").write_text("import streamlit as st\nst.write('SECRET researcher page')\n")
+    server = Server(app_dir / "app.py", tmp_path, {})
+    try:
+        first = server.visit("admin_setup")  # no session has run st.navigation yet
+        again = server.visit("admin_setup")  # still none: app.py has not run at all
+        ran_before = server.ran()
+        server.visit("")  # the main page runs app.py, whose st.navigation ends the v1 mode
+        later = server.visit("admin_setup")
+        ran = server.ran()
+    finally:
+        server.stop()
+    page = os.path.join("pages", "admin_setup.py")
+    assert "SECRET researcher page" in first and "SECRET researcher page" in again
+    assert ran_before == [page, page]  # served twice, app.py never ran
+    assert "SECRET researcher page" not in later and "public home" in later
+    assert ran.count(page) == 2 and "app.py" in ran
