@@ -17,7 +17,7 @@ def test_bench_functions_times_each_next_click_on_a_copy(tmp_path_factory, tmp_p
     url = bench.copy_database(tpl.db_url, tmp_path / "copy.db")
     from cfviewer.study.db import open_database
 
-    db = open_database(url)
+    db = open_database(url, study_dir=tpl.root)  # the copied database; the files stay in the template
     try:
         t = bench.bench_functions(db, tpl.name, reads=3)
         assert len(t.total) == len(t.submit) == len(t.open) == len(t.render) == 3

@@ -39,7 +39,7 @@ class StudyFixture:
     def open(self):
         from cfviewer.study.db import open_database
 
-        return open_database(self.db_url)
+        return open_database(self.db_url, study_dir=self.root)  # the files may be apart from the db
 
 
 def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest",

@@ -12,7 +12,8 @@ Per (case, arm): the display image (`input/image_png`), then for each of the arm
                         timings, evaluations and every file's sha256
 
 Files go to `<study>/artifacts/<case>/<arm>/`; each gets one `artifacts` row (path relative to
-the study folder, sha256, params, params_hash, timings).
+the study folder, sha256, params, params_hash, timings). `<study>` is the folder the study is
+opened from now (`studies.study_folder`): a copied or moved study writes into itself only.
 
 Resumable: a (case, arm, method) whose rows are done with the same params_hash (= sha256 of the
 case file's sha256, the bundle identity, the target, the method, its params and the render
@@ -108,14 +109,35 @@ class PrecomputeReport:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     manifest: Path | None = None
+    ae_flips: list[str] = field(default_factory=list)
+    """Case keys whose Latent Shift explanation (computed now or up to date) is flagged: the
+    autoencoder's reconstruction alone is on the other side of the threshold (appendix K)."""
 
     def __str__(self) -> str:
         s = (f"{self.units} case x arm: computed {self.computed} explanations, {self.skipped} up to date, "
              f"{self.busy} left to another running precompute, {len(self.failed)} failed, "
              f"{self.seconds:.1f} s")
+        if self.ae_flips:
+            s += (f"\nthe autoencoder alone flips the decision for {len(self.ae_flips)} case(s) (their Latent "
+                  f"Shift frames start from the other side of the threshold): {', '.join(self.ae_flips)}")
         if self.failed:
             s += "\n" + "\n".join(f"  failed: {f}" for f in self.failed)
         return s
+
+
+def _note_ae_flip(rep: PrecomputeReport, case_key: str, summary: dict[str, Any] | None) -> None:
+    """Add the case to ``rep.ae_flips`` when the explanation summary is flagged."""
+    from cfviewer.explain.latentshift import explanation_flips_decision
+
+    if summary and explanation_flips_decision(summary) and case_key not in rep.ae_flips:
+        rep.ae_flips.append(case_key)
+
+
+def _stored_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()).get("explanation")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _retry(fn, attempts: int = 8):
@@ -289,13 +311,13 @@ def precompute(
     `bundle_id` must match the cohort's (the predictions readers see came from that model)."""
     from cfviewer.explain import get_explainer
     from cfviewer.study.cohort import bundle_identity
-    from cfviewer.study.studies import get_study
+    from cfviewer.study.studies import get_study, study_folder
 
     t0 = time.perf_counter()
     me = worker_id()
     with db.read() as s:
         study = get_study(s, study_name)
-        root = Path(study.root)
+        root = study_folder(study)  # where the study is now (a copy writes into itself)
         arms = list(study.arms)
         items = list(s.execute(select(CohortItem, Case).join(Case, Case.id == CohortItem.case_id)
                                .where(CohortItem.study_id == study.id).order_by(CohortItem.position)))
@@ -354,6 +376,8 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
             states = _claim(db, root, study_id, case.id, arm.id, hashes, me, stale_after, force)
             rep.skipped += sum(v == "skip" for v in states.values())
             rep.busy += sum(v == "busy" for v in states.values())
+            for method in (m for m, v in states.items() if v == "skip" and m != INPUT):
+                _note_ae_flip(rep, case.case_key, _stored_summary(root / rel_dir / f"{_slug(method)}.json"))
             todo = [m for m, v in states.items() if v == "claimed"]
             done: dict[str, _Done] = {}
             pixels = load_case_image(study, case) if todo else None
@@ -370,6 +394,7 @@ def _run_units(db, study, study_id, study_name, root, units, explainers, bundle_
                     t2 = time.perf_counter()
                     files = _write_method(root, rel_dir, method, e, None)
                     summary = e.summary()
+                    _note_ae_flip(rep, case.case_key, summary)
                     timings = {**summary.get("timings", {}), "render": time.perf_counter() - t2}
                 doc = {"study": study_name, "case": case.case_key, "arm": arm.name, "method": method,
                        "target": it.pathology, "stratum": it.stratum, "bundle": bundle_id,
@@ -406,15 +431,16 @@ def _release(db: Database, case_id: int, arm_id: int, me: str) -> None:
 
 
 def write_manifest(db: Database, study_name: str) -> Path:
-    """`artifacts/manifest.json`: every done artifact's path and sha256 (sorted)."""
-    from cfviewer.study.studies import get_study
+    """`<study folder>/artifacts/manifest.json`: every done artifact's path (relative to the
+    study folder) and sha256 (sorted)."""
+    from cfviewer.study.studies import get_study, study_folder
 
     with db.read() as s:
         study = get_study(s, study_name)
         rows = s.execute(select(Artifact.path, Artifact.sha256, Artifact.kind, Artifact.method)
                          .where(Artifact.study_id == study.id, Artifact.status == "done")
                          .order_by(Artifact.path)).all()
-        root = Path(study.root)
+        root = study_folder(study)
     doc = {"study": study_name, "written_at": utcnow().isoformat(), "algorithm": "sha256",
            "files": {p: d for p, d, _, _ in rows}}
     path = root / "artifacts" / "manifest.json"
@@ -432,11 +458,11 @@ class ArtifactStatus:
 
 def artifact_status(db: Database, study_name: str, verify: bool = True) -> ArtifactStatus:
     """How many (case, arm) are fully precomputed; with `verify`, re-hash every file."""
-    from cfviewer.study.studies import get_study
+    from cfviewer.study.studies import get_study, study_folder
 
     with db.read() as s:
         study = get_study(s, study_name)
-        root = Path(study.root)
+        root = study_folder(study)
         arms = list(study.arms)
         cases = list(s.scalars(select(CohortItem.case_id).where(CohortItem.study_id == study.id)))
         rows = list(s.scalars(select(Artifact).where(Artifact.study_id == study.id, Artifact.status == "done")))

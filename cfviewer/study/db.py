@@ -3,13 +3,24 @@
 Where the database is (first that applies):
 1. the `url` argument (CLI `--db`),
 2. the environment variable `CFVIEWER_DB_URL`,
-3. `db_url` in `<study folder>/study.json` (written by `cfviewer study create --db URL`),
+3. `db_url` in `<study folder>/study.json` (written by `cfviewer study create --db URL`; a
+   relative SQLite path there is relative to the study folder, so a copy opens its own copy),
 4. SQLite at `<study folder>/study.db`.
 
 SQLite is opened with WAL journaling, `busy_timeout`, `foreign_keys=ON` and `synchronous=FULL`
 (an acknowledged answer survives a crash); write transactions start with `BEGIN IMMEDIATE`, so
 two writers queue on the lock instead of failing half-way. PostgreSQL (`postgresql+psycopg://`)
 works unchanged. `open_database` upgrades the schema to the newest Alembic revision on open.
+
+The study folder (every stored path is relative to it: `cfviewer.study.studies.study_folder`) is
+found when the database is opened, never read from it (first that applies):
+1. the `study_dir` argument (the CLI's study argument),
+2. the environment variable `CFVIEWER_STUDY_DIR` (the app's study folder; needed for
+   PostgreSQL, which has no folder of its own),
+3. SQLite: the folder holding the database file.
+A PostgreSQL database opened without 1 or 2 has no study folder. Refused: a SQLite database
+that sits in a study folder of its own (with artifacts/ or cases/) other than the one
+`CFVIEWER_STUDY_DIR` names (e.g. a copy opened with the original's variable still set).
 """
 
 from __future__ import annotations
@@ -31,6 +42,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from cfviewer.errors import CfviewerError
 
 ENV_URL = "CFVIEWER_DB_URL"
+ENV_STUDY_DIR = "CFVIEWER_STUDY_DIR"
+STUDY_DIR_INFO = "cfviewer_study_folder"
+"""Key of the `StudyFolder` in every session's `info` (see `cfviewer.study.studies.study_folder`)."""
 STUDY_CONFIG = "study.json"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -59,19 +73,59 @@ def resolve_url(url: str | None = None, study_dir: str | Path | None = None) -> 
         except (json.JSONDecodeError, AttributeError) as exc:
             raise DatabaseError(f"{cfg}: not a JSON object ({exc}); fix or delete the file") from exc
         if configured:
-            return _normalise(configured)
+            return _normalise(configured, base=study_dir)  # a relative SQLite file: in the study folder
     return f"sqlite:///{(study_dir / 'study.db').resolve()}"
 
 
-def _normalise(url: str) -> str:
-    """Accept a plain file path as a SQLite database."""
-    if "://" not in url:
-        return f"sqlite:///{Path(url).resolve()}"
+@dataclass(frozen=True)
+class StudyFolder:
+    """Where the study's files are, as found when the database was opened (module docstring)."""
+
+    path: Path | None  # None: not known (PostgreSQL without a study folder)
+    source: str  # "argument", "environment", "sqlite" or "none"
+    db_file: Path | None = None  # the SQLite database file, when there is one
+
+
+def find_study_folder(url: str, study_dir: str | Path | None = None) -> StudyFolder:
+    """The study folder for a database opened with `url` (rules in the module docstring)."""
+    db_file = None
     try:
-        make_url(url)
+        u = make_url(url)
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            db_file = Path(u.database).expanduser().resolve()
+    except (ArgumentError, ValueError):
+        pass
+    if study_dir is not None:
+        return StudyFolder(Path(study_dir).expanduser().resolve(), "argument", db_file)
+    env = os.environ.get(ENV_STUDY_DIR)
+    if env:
+        folder = Path(env).expanduser().resolve()
+        if db_file is not None and folder not in db_file.parents and \
+                any((db_file.parent / sub).is_dir() for sub in ("artifacts", "cases")):
+            raise DatabaseError(
+                f"the database {db_file} lies in a study folder of its own ({db_file.parent}), but "
+                f"{ENV_STUDY_DIR}={env} names another one; its files would be read and written there. "
+                f"Unset {ENV_STUDY_DIR} or set it to {db_file.parent}")
+        return StudyFolder(folder, "environment", db_file)
+    if db_file is not None:
+        return StudyFolder(db_file.parent, "sqlite", db_file)
+    return StudyFolder(None, "none", None)
+
+
+def _normalise(url: str, base: Path | None = None) -> str:
+    """Accept a plain file path as a SQLite database; a relative SQLite path is relative to
+    `base` (the folder holding study.json) when given, else to the working directory."""
+    if "://" not in url:
+        p = Path(url).expanduser()
+        return f"sqlite:///{((base / p) if base is not None and not p.is_absolute() else p).resolve()}"
+    try:
+        u = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise DatabaseError(f"database URL {url!r} is not valid ({exc}); expected e.g. "
                             "sqlite:////path/study.db or postgresql+psycopg://user:pw@host:5432/db") from exc
+    if base is not None and u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:" \
+            and not Path(u.database).is_absolute():
+        return u.set(database=str((base / u.database).resolve())).render_as_string(hide_password=False)
     return url
 
 
@@ -120,11 +174,15 @@ class Database:
 
     url: str
     engine: Engine
+    study_folder: StudyFolder | None = None  # default: find_study_folder(url)
 
     def __post_init__(self) -> None:
-        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        if self.study_folder is None:
+            self.study_folder = find_study_folder(self.url)
+        info = {STUDY_DIR_INFO: self.study_folder}
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False, info=info)
         self._write = sessionmaker(
-            bind=self.engine.execution_options(cfviewer_write=True), expire_on_commit=False
+            bind=self.engine.execution_options(cfviewer_write=True), expire_on_commit=False, info=info
         )
         self._thread_lock = threading.Lock()
         self._lock_path: str | None = None
@@ -174,6 +232,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _remember_study_folder(target, context) -> None:
+    """Keep the session's study folder on every loaded Study, so that it still resolves its
+    paths after the session is closed (`cfviewer.study.studies.study_folder`)."""
+    folder = context.session.info.get(STUDY_DIR_INFO) if context.session is not None else None
+    if folder is not None:
+        target._cfv_study_folder = folder
+
+
+def _install_study_hook() -> None:
+    from cfviewer.study.schema import Study
+
+    if not event.contains(Study, "load", _remember_study_folder):
+        event.listen(Study, "load", _remember_study_folder)
+
+
+_install_study_hook()
 
 
 _HEAD: str | None = None
@@ -228,8 +304,9 @@ def open_database(
 ) -> Database:
     """Open (and by default create / upgrade) the study database. See the module docstring."""
     resolved = resolve_url(url, study_dir)
+    folder = find_study_folder(resolved, study_dir)
     engine = make_engine(resolved)
-    db = Database(resolved, engine)
+    db = Database(resolved, engine, folder)
     try:
         if migrate:
             upgrade(db)

@@ -135,7 +135,7 @@ def build_demo(
         if not reused:
             _wipe(root)
         t0 = time.perf_counter()
-        db = open_database(demo_url(root))
+        db = open_database(demo_url(root), study_dir=root)
         try:
             res = DemoResult(root=root, links={}, reused=reused)
             if not reused:
@@ -165,12 +165,12 @@ def build_demo(
 
 
 def _fix_root(db: Database, root: Path) -> None:
-    from cfviewer.study.studies import get_study
+    from cfviewer.study.studies import ROOT_HERE, get_study
 
     with db.write() as s:
         st = get_study(s, DEMO_NAME)
-        if st.root != str(root.resolve()):
-            st.root = str(root.resolve())  # the repository moved: paths are relative to root
+        if st.root != ROOT_HERE:
+            st.root = ROOT_HERE  # an older demo stored an absolute folder: make it the one it is in
 
 
 def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_pathology: int, image_size: int,

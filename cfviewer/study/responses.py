@@ -227,7 +227,9 @@ def field_of_view_of(input_json: Path | None) -> tuple[float, float, float, floa
 def read_view(session: Session, reader: Reader, assignment_id: int) -> ReadView:
     a = get_assignment(session, reader, assignment_id)
     study = session.get(Study, reader.study_id)
-    root = Path(study.root)
+    from cfviewer.study.studies import study_folder
+
+    root = study_folder(study)
     total = session.scalar(select(func.count(Assignment.id)).where(Assignment.reader_id == reader.id))
     arts = list(session.scalars(select(Artifact).where(
         Artifact.case_id == a.case_id, Artifact.arm_id == a.arm_id, Artifact.status == "done")))

@@ -74,7 +74,7 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    root: Mapped[str] = mapped_column(Text, doc="absolute study folder; stored paths are relative to it")
+    root: Mapped[str] = mapped_column(Text, doc="'.' = the folder the study is opened from (studies.study_folder); older studies: an absolute folder")
     seed: Mapped[int] = mapped_column(Integer, default=0)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="bundle, pathologies, washout, ...")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,8 +1,20 @@
-"""Create and find studies; add arms, questions and readers."""
+"""Create and find studies; add arms, questions and readers.
+
+Paths (a study folder can be copied or moved as a whole):
+- the study folder is found when the database is opened, never read from it
+  (`cfviewer.study.db`: the study argument / `CFVIEWER_STUDY_DIR`, else the SQLite file's
+  folder); `studies.root` stores "." for it (`ROOT_HERE`); `study_folder(study)` resolves it;
+- artifacts, the manifest and files copied in by `import --copy` are stored relative to it;
+- an imported image (or the bundle) inside the study folder is stored relative to it, one
+  outside it keeps its absolute path (a copy then still reads it there: `portable_path`).
+Studies made by older versions store an absolute folder (`legacy_root`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -11,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cfviewer import PATHOLOGIES
+from cfviewer.errors import BundleError
 from cfviewer.study.errors import StudyError, StudyNotFoundError
 from cfviewer.study.schema import DEFAULT_QUESTIONS, Arm, Question, Reader, Study  # noqa: F401 (re-exported)
 from cfviewer.study.tokens import hash_token, new_token
@@ -45,11 +58,135 @@ def create_study(
     if unknown:
         raise StudyError(f"unknown study settings {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
     validate_washout(cfg)
-    study = Study(name=name, root=str(Path(root).resolve()), seed=int(seed), config=cfg)
+    folder = _session_folder(session)
+    root_p = Path(root).expanduser().resolve()
+    if cfg.get("bundle"):
+        bdir = Path(str(cfg["bundle"])).expanduser()
+        check_bundle_dir(bdir if bdir.is_absolute() else root_p / bdir)
+    # "." = the study folder found at open time (portable); a folder elsewhere stays absolute
+    stored = ROOT_HERE if folder is not None and folder.path == root_p else str(root_p)
+    study = Study(name=name, root=stored, seed=int(seed), config=cfg)
+    if folder is not None:
+        study._cfv_study_folder = folder
     session.add(study)
     session.flush()
     set_questions(session, study, questions)
     return study
+
+
+# ------------------------------------------------------------------------------ paths ---
+
+ROOT_HERE = "."
+"""`studies.root` of a study whose folder is the one its database is opened from."""
+
+
+class StudyFolderWarning(UserWarning):
+    """A study made by an older version is used from another folder than the one it stored."""
+
+
+def _session_folder(session: Session | None):
+    from cfviewer.study.db import STUDY_DIR_INFO
+
+    return session.info.get(STUDY_DIR_INFO) if session is not None else None
+
+
+def study_folder(study: Study) -> Path:
+    """The study's folder now: every stored relative path (artifacts, manifest, copied cases)
+    resolves against it. `studies.root` is "." for the folder found when the database was
+    opened (`cfviewer.study.db`); an absolute value is a study whose folder is elsewhere, or
+    one made by an older version (see `legacy_root`)."""
+    from sqlalchemy.orm import object_session
+
+    folder = getattr(study, "_cfv_study_folder", None) or _session_folder(object_session(study))
+    stored = study.root or ROOT_HERE
+    if not Path(stored).is_absolute():
+        if folder is None or folder.path is None:
+            raise StudyError(
+                f"study {study.name!r}: its paths are relative to its study folder, but the database was "
+                "opened without one (PostgreSQL has no folder of its own): pass the study folder "
+                "(`cfviewer study CMD FOLDER`, open_database(url, study_dir=FOLDER)) or set "
+                "CFVIEWER_STUDY_DIR=FOLDER")
+        return (folder.path / stored).resolve()
+    return legacy_root(study.name, Path(stored), folder)
+
+
+def legacy_root(name: str, stored: Path, folder) -> Path:
+    """An absolute `studies.root`: older versions stored every study's folder that way; now only
+    a study created in another folder than the one its database is opened from has one.
+
+    It is used as it is unless the study was evidently copied or moved with its database: the
+    stored folder is gone, or it holds a study database of its own (study.db / study.json: the
+    original) while this database is not inside it. Then the folder found at open time is used,
+    with a StudyFolderWarning, and the original folder is never written to."""
+    if folder is None or folder.path is None or folder.path == stored:
+        return stored
+    db_inside = folder.db_file is not None and stored in folder.db_file.parents
+    copied = not stored.is_dir() or (
+        not db_inside and any((stored / f).is_file() for f in ("study.db", "study.json")))
+    if not copied:
+        return stored
+    warnings.warn(StudyFolderWarning(
+        f"study {name!r} stores the absolute folder {stored} (written by an older cfviewer), but its "
+        f"database was opened from {folder.path}: the study was copied or moved, so its files are read "
+        f"and written in {folder.path}, never in {stored}"), stacklevel=3)
+    return folder.path
+
+
+def portable_path(path: str | Path, root: Path) -> str:
+    """How a file or folder is stored: relative to the study folder `root` when it is inside it
+    (it travels with a copy), else absolute (a copied study still uses it there)."""
+    p = Path(path).expanduser().resolve()
+    r = Path(root).resolve()
+    return os.path.relpath(p, r) if p == r or r in p.parents else str(p)
+
+
+BUNDLE_FORMAT, BUNDLE_VERSION, BUNDLE_JSON = "cfviewer-bundle", 1, "bundle.json"
+"""cfviewer.models.bundle's FORMAT, VERSION and BUNDLE_JSON (that module imports torch; a test
+keeps them equal)."""
+
+
+def check_bundle_dir(path: str | Path) -> dict[str, Any]:
+    """A light check of a model bundle folder without torch: bundle.json readable, of the
+    cfviewer bundle format and version, with its keys, and every weights file present.
+    Returns bundle.json's contents; raises BundleError naming the folder and the fix."""
+    d = Path(path).expanduser()
+    fix = ("give the folder written by `cfviewer train --out DIR` (it holds bundle.json, classifier.pt "
+           "and autoencoder.pt), e.g. study_data/demo/bundle")
+    if not d.exists():
+        raise BundleError(f"model bundle {d} does not exist; {fix}")
+    if not d.is_dir():
+        raise BundleError(f"model bundle {d} is a file, not a bundle folder; {fix}")
+    doc_path = d / BUNDLE_JSON
+    if not doc_path.is_file():
+        images = sum(1 for f in d.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm", ".dicom"))
+        what = f"it holds {images} image file(s): an image folder, not a model bundle" if images else \
+            "not a model bundle"
+        raise BundleError(f"model bundle {d} has no {BUNDLE_JSON} ({what}); {fix}. "
+                          "Images are imported with `cfviewer study import STUDY FOLDER --labels labels.csv`")
+    try:
+        doc = json.loads(doc_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"model bundle {d}: {doc_path} is not readable JSON ({exc}); re-save the bundle "
+                          f"or {fix}") from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(f"model bundle {d}: {doc_path} has format {fmt!r}, not {BUNDLE_FORMAT!r}; {fix}")
+    if doc.get("version") != BUNDLE_VERSION:
+        raise BundleError(f"model bundle {d}: version {doc.get('version')!r} is not supported (this cfviewer "
+                          f"reads version {BUNDLE_VERSION}); re-save it with this cfviewer")
+    missing = [k for k in ("pathologies", "resolution", "classifier") if k not in doc]
+    if missing:
+        raise BundleError(f"model bundle {d}: {doc_path} lacks {missing}; re-save the bundle or {fix}")
+    for role in ("classifier", "autoencoder"):
+        entry = doc.get(role)
+        if role == "autoencoder" and not entry:
+            continue
+        if not isinstance(entry, dict) or not entry.get("file"):
+            raise BundleError(f"model bundle {d}: {doc_path} [{role}] names no weights file; re-save the bundle")
+        if not (d / str(entry["file"])).is_file():
+            raise BundleError(f"model bundle {d}: the {role} weights {d / str(entry['file'])} are missing; "
+                              "copy the whole bundle folder (or re-run `cfviewer train`)")
+    return doc
 
 
 def validate_washout(cfg: dict[str, Any]) -> None:
@@ -181,6 +318,22 @@ def study_summary(study: Study) -> dict[str, Any]:
 
 
 def write_study_json(root: Path, db_url: str | None) -> None:
-    """`<root>/study.json` so later commands find a non-default database."""
+    """`<root>/study.json` so later commands find a non-default database. A SQLite file inside
+    the study folder is written relative to it (`sqlite:///study-x.db`; cfviewer.study.db reads
+    such a path against the folder holding study.json), so a copy uses its own database."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "study.json").write_text(json.dumps({"db_url": db_url}, indent=2) + "\n")
+    url = db_url
+    if url:
+        from sqlalchemy.engine import make_url
+
+        try:
+            u = None if "://" not in url else make_url(url)
+        except Exception:  # noqa: BLE001 - open_database reports a bad URL with its own message
+            u = None
+        file = url if "://" not in url else (u.database if u is not None and u.get_backend_name() == "sqlite"
+                                              else None)
+        if file and file != ":memory:":
+            rel = portable_path(file, root)
+            if not Path(rel).is_absolute():
+                url = f"sqlite:///{rel}"
+    (root / "study.json").write_text(json.dumps({"db_url": url}, indent=2) + "\n")

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             where = (f"sample study ({args.image_size} px phantoms, 64 px random model), built in "
                      f"{time.perf_counter() - t:.0f} s")
         url = copy_database(src_url, tmp / "copy" / "study.db")
-        db = open_database(url)
+        db = open_database(url, study_dir=root)  # the copy's files stay in the study folder
         with db.read() as s:
             name = get_study(s, args.study).name
         print(f"cfviewer UI benchmark on {where}; database copied to {url}")

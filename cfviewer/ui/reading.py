@@ -57,7 +57,9 @@ _KIND_FIELD = {"map_npy": "map_path", "overlay_png": "overlay_path", "gif": "gif
 def explanation_media(session, assignment: Assignment) -> list[ExplanationMedia]:
     """The arm's explanations for this read, in the arm's order (done artifacts only)."""
     study = session.get(Study, assignment.study_id)
-    root = Path(study.root)
+    from cfviewer.study.studies import study_folder
+
+    root = study_folder(study)
     order = {m["name"]: i for i, m in enumerate(assignment.arm.methods)}
     found: dict[int, dict[str, Path]] = {i: {} for i in order.values()}
     for art in session.scalars(select(Artifact).where(
@@ -75,6 +77,7 @@ class FrameStep:
     step: int
     frame_index: int  # index into the frames array
     prediction: float | None
+    lam: float | None = None  # the frame's lambda (0 = the autoencoder's reconstruction)
 
 
 def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None) -> list[FrameStep]:
@@ -93,8 +96,24 @@ def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None) -> list[F
         if preds is not None and len(preds) == n_frames:
             v = float(preds[i])
             p = v if math.isfinite(v) else None
-        out.append(FrameStep(step, i, p))
+        lam = float(lambdas[i]) if lambdas is not None and len(lambdas) == n_frames else None
+        out.append(FrameStep(step, i, p, lam))
     return out
+
+
+def frame_caption(step: FrameStep, last: int, pathology: str, pred_original: float | None) -> str:
+    """The slider's caption, named as in the animation: the unshifted frame (lambda = 0) is
+    the autoencoder's reconstruction, so it gives the original's probability (the one the
+    reader is told) and the reconstruction's; the other frames their lambda and probability."""
+    def p(v: float | None) -> str:
+        return f"{v:.2f}" if v is not None and math.isfinite(v) else "not recorded"
+
+    if step.lam == 0.0 or (step.lam is None and step.step == 0):
+        return (f"Counterfactual frame {step.step} of {last}: the autoencoder's reconstruction "
+                f"(lambda = 0) · {pathology}: original p = {p(pred_original)} · "
+                f"reconstruction p = {p(step.prediction)}")
+    lam = f"lambda = {step.lam:.3g}, " if step.lam is not None else ""
+    return f"Counterfactual frame {step.step} of {last} · {pathology}: {lam}p = {p(step.prediction)}"
 
 
 # --------------------------------------------------------------------------- screens
