@@ -11,7 +11,8 @@ Every source has a *display range* [lo, hi] that is mapped linearly onto [-1024,
 * PNG / JPEG: the full range of the sample type, 0..255 for 8 bit and 0..65535 for 16 bit
   (so an 8-bit PNG maps exactly as torchxrayvision does: ``x / 255 * 2048 - 1024``).
   Colour (RGB, RGBA, palette, grey+alpha, CMYK) is converted to grey with the ITU-R 601 luma
-  weights; alpha is dropped.
+  weights; alpha is dropped. A 16-bit colour PNG keeps its 16 bits (Pillow alone would keep 8):
+  the same weights, on 0..65535.
 * DICOM (pydicom): the stored values go through the Modality LUT (Rescale Slope/Intercept or a
   Modality LUT Sequence), then through the VOI LUT (a VOI LUT Sequence, else Window
   Center/Width, first of several; LINEAR, LINEAR_EXACT and SIGMOID functions) when present.

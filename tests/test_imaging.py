@@ -411,3 +411,73 @@ def test_window_and_display() -> None:
     assert imaging.to_display_uint8(img, 0, 100).tolist() == [[0, 0, 255, 128, 255]]
     with pytest.raises(imaging.WindowError, match="width"):
         imaging.window(img, 0, 0)
+
+
+# ------------------------------------------------------------ 16-bit colour PNG
+
+
+def _png16_colour(path: Path, samples: np.ndarray, colour_type: int) -> Path:
+    """A 16-bit PNG written here byte by byte (Pillow cannot write 16-bit colour), cycling the
+    five row filters (None, Sub, Up, Average, Paeth) so a decoder must undo them with the right
+    bytes per pixel (6 for RGB, 8 for RGBA, 4 for grey + alpha)."""
+    h, w, c = samples.shape
+    bpp = 2 * c
+    raw = np.frombuffer(samples.astype(">u2").tobytes(), np.uint8).reshape(h, w * bpp).astype(np.int16)
+    out = bytearray()
+    prev = np.zeros(w * bpp, np.int16)
+    for y in range(h):
+        row, ftype = raw[y], y % 5
+        left = np.concatenate([np.zeros(bpp, np.int16), row[:-bpp]])
+        upleft = np.concatenate([np.zeros(bpp, np.int16), prev[:-bpp]])
+        if ftype == 0:
+            pred = np.zeros_like(row)
+        elif ftype == 1:
+            pred = left
+        elif ftype == 2:
+            pred = prev
+        elif ftype == 3:
+            pred = (left + prev) // 2
+        else:
+            p = left + prev - upleft
+            pa, pb, pc = np.abs(p - left), np.abs(p - prev), np.abs(p - upleft)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
+        out += bytes([ftype]) + ((row - pred) % 256).astype(np.uint8).tobytes()
+        prev = row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(out)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("colour_type,channels", [(2, 3), (6, 4), (4, 2)])
+def test_png16_colour_keeps_16_bits(tmp_path: Path, colour_type: int, channels: int) -> None:
+    rng = np.random.default_rng(colour_type)
+    h, w = 23, 37
+    base = rng.integers(0, 256, (h, w, 1)) * 256  # high bytes
+    low = rng.integers(0, 256, (h, w, channels))  # low bytes: invisible at 8 bits
+    samples = np.clip(base + low + rng.integers(-300, 300, (h, w, channels)), 0, 65535).astype(np.uint16)
+    path = _png16_colour(tmp_path / "c16.png", samples, colour_type)
+    out = imaging.load_with_meta(path)
+    grey = samples[..., 0].astype(np.float64) if channels == 2 else samples[..., :3] @ np.array([0.299, 0.587, 0.114])
+    want = grey / 65535 * 2048 - 1024  # the 8-bit luma weights, on 0..65535
+    assert out.pixels.shape == (h, w)
+    assert np.abs(out.pixels - want).max() < 1e-3  # cut to 8 bits the error reaches ~8
+    assert out.meta["bits_stored"] == 16 and out.meta["file_bit_depth"] == 16
+    assert out.meta["source_range"] == (0.0, 65535.0)
+    # a difference in the low byte alone still shows
+    flat = np.full((8, 8, channels), 0x1200, np.uint16)
+    flat[4:] += 0x34
+    p2 = _png16_colour(tmp_path / "flat.png", flat, colour_type)
+    px = imaging.load(p2)
+    assert px[4:].mean() - px[:4].mean() == pytest.approx(0x34 / 65535 * 2048, rel=1e-3)
+
+
+def test_size_problem_names_the_minimum() -> None:
+    assert imaging.size_problem(32, 500) is None
+    msg = imaging.size_problem(1, 1)
+    assert "1x1" in msg and f"{imaging.MIN_SIDE} px" in msg
+    assert "31x64" in imaging.size_problem(64, 31)

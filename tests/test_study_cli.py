@@ -66,16 +66,19 @@ def test_study_lifecycle_through_the_cli(tmp_path, capsys, monkeypatch):
     db.dispose()
     assert sim.reads == 48
 
-    assert main(["study", "export", study, "--out", str(tmp_path / "exp")]) == 0
+    assert main(["study", "export", study, "--out", str(tmp_path / "exp"), "--include-simulated"]) == 0
     df = pd.read_parquet(tmp_path / "exp/responses.parquet")
     assert len(df) == 96 and df["simulated"].all()
-    assert main(["study", "export", study, "--out", str(tmp_path / "exp2"), "--no-simulated"]) == 0
+    assert main(["study", "export", study, "--out", str(tmp_path / "exp2")]) == 0  # simulated left out by default
     assert len(pd.read_csv(tmp_path / "exp2/responses.csv")) == 0
     capsys.readouterr()
 
-    assert main(["study", "analyze", study, "--out", str(tmp_path / "ana"), "--n-boot", "50", "--no-figures"]) == 0
+    assert main(["study", "analyze", study, "--out", str(tmp_path / "ana"), "--n-boot", "50", "--no-figures"]) == 2
+    assert "no answers from real readers yet" in capsys.readouterr().err
+    assert main(["study", "analyze", study, "--out", str(tmp_path / "ana"), "--n-boot", "50", "--no-figures",
+                 "--include-simulated"]) == 0
     out = capsys.readouterr().out
-    assert "Method B - Method A" in out and "confidence" in out
+    assert "Method B - Method A" in out and "confidence" in out and "SIMULATED" in out
     comp = pd.read_csv(tmp_path / "ana/comparison.csv")
     assert {"p", "n_zero", "zero_method"} <= set(comp.columns) and (comp["zero_method"] == "pratt").all()
 
@@ -86,3 +89,29 @@ def test_unknown_study_and_bad_arm_are_clear_errors(tmp_path, capsys, monkeypatc
     assert "no study named 'nowhere'" in capsys.readouterr().err
     assert main(["study", "create", str(tmp_path / "x"), "--arm", "Method A=gradient,not_a_method"]) == 2
     assert "unknown explainer 'not_a_method'" in capsys.readouterr().err
+
+
+def test_create_checks_the_bundle_at_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CFVIEWER_DB_URL", raising=False)
+    images = tmp_path / "images"
+    write_cases(images, 2)  # an image folder given as the bundle
+    half = tmp_path / "half"
+    positive_bundle().save(half)
+    (half / "autoencoder.pt").unlink()  # bundle.json names weights that are not there
+    (tmp_path / "badjson").mkdir()
+    (tmp_path / "badjson" / "bundle.json").write_text("{not json")
+    cases = [(images, ["image folder", "bundle.json", "cfviewer train --out DIR", "cfviewer study import"]),
+             (tmp_path / "missing", ["does not exist", "cfviewer train --out DIR"]),
+             (half, ["autoencoder weights", "autoencoder.pt", "copy the whole bundle folder"]),
+             (tmp_path / "badjson", ["not readable JSON"])]
+    for i, (bdir, words) in enumerate(cases):
+        study = tmp_path / f"s{i}"
+        assert main(["study", "create", str(study), "--bundle", str(bdir)]) == 2
+        err = capsys.readouterr().err
+        assert f"model bundle {bdir}" in err, err  # names DIR ...
+        for w in words:  # ... what is wrong and the fix
+            assert w in err, (w, err)
+        assert not (study / "study.db").exists()  # refused before anything was written
+    good = tmp_path / "bundle"
+    positive_bundle().save(good)
+    assert main(["study", "create", str(tmp_path / "ok"), "--bundle", str(good)]) == 0

@@ -66,14 +66,16 @@ def cmd_create(args: argparse.Namespace) -> int:
     from cfviewer.study import studies
 
     name, root = study_location(args.study)
+    cfg: dict[str, Any] = {"sessions_per_arm": args.sessions_per_arm, "min_gap_hours": args.min_gap_hours}
+    if args.bundle:
+        # checked before anything is written; stored relative to the study folder when inside it
+        studies.check_bundle_dir(args.bundle)
+        cfg["bundle"] = studies.portable_path(args.bundle, root)
     if args.db:
         studies.write_study_json(root, args.db)
     from cfviewer.study.db import open_database
 
     db = open_database(args.db, study_dir=root)
-    cfg: dict[str, Any] = {"sessions_per_arm": args.sessions_per_arm, "min_gap_hours": args.min_gap_hours}
-    if args.bundle:
-        cfg["bundle"] = str(Path(args.bundle).resolve())
     if args.pathologies:
         cfg["pathologies"] = [p.strip() for p in args.pathologies.split(",") if p.strip()]
     questions = studies.DEFAULT_QUESTIONS
@@ -113,6 +115,24 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     name, root, db = _open(args)
     try:
+        # shell paths: the working directory, else the image folder; two different files refused
+        found, problems = {}, []
+        for opt, value in (("--labels", args.labels), ("--boxes", args.boxes)):
+            if value is not None:
+                try:
+                    found[opt] = cohort.resolve_cli_csv(value, args.folder, opt)
+                except ImportValidationError as exc:
+                    problems += exc.problems
+        bbox_map = {}
+        for item in args.bbox_map or ():
+            finding, sep, target = item.partition("=")
+            if not sep or not finding.strip() or not target.strip():
+                problems.append(f"--bbox-map {item!r}: write FINDING=PATHOLOGY, e.g. --bbox-map Nodule=Mass")
+            else:
+                bbox_map[finding.strip()] = target.strip()
+        if problems:
+            raise ImportValidationError(problems)
+        absent = [a.strip() for v in args.absent_pathology or () for a in v.split(",") if a.strip()]
         with db.write() as s:
             st = studies.get_study(s, name)
             bar = _bar(0, "checking files", args.quiet)
@@ -122,8 +142,10 @@ def cmd_import(args: argparse.Namespace) -> int:
                 bar.update(i - bar.n)
 
             pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
-            rep = cohort.import_cases(s, st, args.folder, args.labels, boxes_csv=args.boxes, pathologies=pats,
-                                      copy=args.copy, progress=prog)
+            rep = cohort.import_cases(s, st, args.folder, found["--labels"], boxes_csv=found.get("--boxes"),
+                                      pathologies=pats, absent_pathologies=absent, encoding=args.encoding,
+                                      bbox_map=bbox_map, bbox_skip_unmapped=args.bbox_skip_unmapped,
+                                      bbox_scale=args.bbox_scale, copy=args.copy, progress=prog)
             bar.close()
     except ImportValidationError as exc:
         print(f"cfviewer study import: nothing was imported; {len(exc.problems)} problem(s):", file=sys.stderr)
@@ -144,12 +166,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bdir = args.bundle or st.config.get("bundle")
     if not bdir:
         raise CfviewerError("no model bundle: pass --bundle DIR (or set it with `cfviewer study create --bundle`)")
-    bpath = Path(bdir) if Path(bdir).is_absolute() else root / bdir
+    # --bundle is a path as typed (relative to the working directory); a stored one is
+    # relative to the study folder (studies.portable_path)
+    bpath = Path(bdir) if (args.bundle or Path(bdir).is_absolute()) else root / bdir
     bundle = Bundle.load(bpath, device=args.device)
     with db.write() as s:
         st = studies.get_study(s, name)
         if args.bundle:
-            studies.update_config(s, st, bundle=str(bpath.resolve()))
+            studies.update_config(s, st, bundle=studies.portable_path(bpath, root))
         bar = _bar(0, "predicting", args.quiet)
 
         def prog(i: int, n: int) -> None:
@@ -248,7 +272,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         strata = s.execute(select(CohortItem.pathology, CohortItem.stratum, func.count(CohortItem.id))
                            .where(CohortItem.study_id == st.id)
                            .group_by(CohortItem.pathology, CohortItem.stratum)).all()
-        print(f"study {st.name!r} in {st.root}")
+        print(f"study {st.name!r} in {studies.study_folder(st)}")
         print(f"  database: {db.engine.url.render_as_string(hide_password=True)}")
         print(f"  bundle: {st.config.get('bundle')}")
         print(f"  cases imported: {n_cases}; cohort: {sum(n for *_, n in strata)}")
@@ -276,6 +300,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if ast.problems else 0
 
 
+def _add_simulated_flags(p: argparse.ArgumentParser, verb: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--include-simulated", action="store_true",
+                   help=f"also {verb} simulated readers' answers (default: left out); the output is marked "
+                        "as including them")
+    g.add_argument("--no-simulated", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from cfviewer.study import export, studies
 
@@ -283,8 +315,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else root / "export"
     with db.read() as s:
         st = studies.get_study(s, name)
-        res = export.export_study(s, st, out, include_simulated=not args.no_simulated)
+        res = export.export_study(s, st, out, include_simulated=args.include_simulated)
     print(f"exported {res.n_rows} answers to {res.out_dir}")
+    if res.simulated_included:
+        k = len(res.simulated_readers)
+        print(f"  SIMULATED: includes {res.simulated_answers} simulated answer(s) from {k} simulated reader(s) "
+              "(column 'simulated'; 'simulated_included' in study.json and manifest.json): never report them")
+    elif res.simulated_excluded:
+        k = len(res.simulated_excluded_readers)
+        print(f"  {res.simulated_excluded} simulated answer(s) from {k} simulated reader(s) left out "
+              "(pass --include-simulated to export them, flagged)")
+    if res.n_rows == 0 and not res.simulated_excluded:
+        print(f"  no answers yet in study {name!r}: readers' answers appear here once they submit")
     for f, h in res.files.items():
         print(f"  {h}  {f}")
     return 0
@@ -297,11 +339,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     name, root, db = _open(args)
     with db.read() as s:
         st = studies.get_study(s, name)
-        df = export.responses_frame(s, st, include_simulated=not args.no_simulated)
+        df = export.responses_frame(s, st, include_simulated=True)  # analyze leaves them out unless told
     rep = analyze(df, args.arm_a, args.arm_b, zero_method=args.zero_method, n_boot=args.n_boot,
-                  seed=args.seed, figures=not args.no_figures)
+                  seed=args.seed, figures=not args.no_figures, include_simulated=args.include_simulated,
+                  study=name, include_hint="pass --include-simulated")
     out = Path(args.out) if args.out else root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").write_text(json.dumps(rep.info(), indent=2) + "\n")
     for stem, table in rep.tables().items():
         table.to_csv(out / f"{stem}.csv", index=False)
     for stem, fig in rep.figures.items():
@@ -314,7 +358,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if "stratum_kind" in view.columns:
         view = view[view["stratum_kind"].isin(["all", "stratum"])]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(f"{rep.arm_b} - {rep.arm_a} (zero method {args.zero_method}), {len(df)} answers")
+        print(f"{rep.title} (zero method {args.zero_method})")
+        if rep.includes_simulated:
+            print(f"SIMULATED: {rep.simulated_note} (marked in analysis.json, every CSV's "
+                  "'simulated_included' column and every figure)")
         print(view[cols].to_string(index=False) if cols else view.to_string(index=False))
     print(f"tables and figures in {out}")
     return 0
@@ -333,7 +380,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "--arm is given, its two arms (A: gradient + guided backprop + "
                                    "integrated gradients; B: latentshift-max with the animation).")
     _add_common(c)
-    c.add_argument("--bundle", help="model bundle folder used for sampling and precompute")
+    c.add_argument("--bundle", help="model bundle folder used for sampling and precompute (checked at once: "
+                                    "bundle.json and the weights files; stored relative to the study folder "
+                                    "when inside it)")
     c.add_argument("--seed", type=int, default=0, help="study seed (cohort draw, reading orders)")
     c.add_argument("--arm", action="append", metavar="'NAME=m1,m2'", help="an arm and its explainers (repeat)")
     c.add_argument("--arms-json", metavar="FILE", help='arms with params: [{"name":..., "methods":[{"name":..., "params":{...}}]}]')
@@ -347,12 +396,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description="Import a folder of DICOM/PNG/JPEG cases with a labels CSV (id, path, one 0/1 "
                                    "column per pathology, optional mask_<Pathology> columns) and an optional "
                                    "NIH BBox_List_2017-style boxes CSV. Any bad file or row: nothing is imported "
-                                   "and every problem is listed.")
+                                   "and every problem is listed. CSVs: UTF-8 (or UTF-16/32 with a byte-order "
+                                   "mark; other encodings with --encoding), comma-, semicolon- or tab-separated. "
+                                   "Images below 32 px on the short side are refused; images smaller than the "
+                                   "study bundle's input are imported with a warning.",
+                       epilog="A relative --labels / --boxes path is looked up in the working directory, else in "
+                              "the image folder; if both hold a file of that name with different contents the "
+                              "import is refused (pass an absolute path). The report names the CSV used and its "
+                              "sha256 (also stored in the study's import record).")
     _add_common(i)
     i.add_argument("folder", help="folder holding the images (paths in the CSV are relative to it)")
-    i.add_argument("--labels", required=True, help="labels CSV (relative to the folder or a path)")
-    i.add_argument("--boxes", help="boxes CSV: Image Index, Finding Label, x, y, w, h")
+    i.add_argument("--labels", required=True,
+                   help="labels CSV: an absolute path, or relative to the working directory, else to the image "
+                        "folder (refused when both exist and differ)")
+    i.add_argument("--boxes", help="boxes CSV: Image Index, Finding Label, x, y, w, h (NIH BBox_List_2017.csv as "
+                                   "published); found like --labels")
     i.add_argument("--pathologies", help="comma-separated label columns to require")
+    i.add_argument("--absent-pathology", action="append", metavar="NAME",
+                   help="a study pathology the labels CSV deliberately has no column for (repeat): its cases are "
+                        "unlabelled for it, not negative. Without it a missing pathology column is refused")
+    i.add_argument("--encoding", metavar="NAME",
+                   help="the CSVs' encoding when it is not UTF-8 and has no byte-order mark, e.g. cp1252")
+    i.add_argument("--bbox-map", action="append", metavar="FINDING=PATHOLOGY",
+                   help="count boxes of a boxes-CSV finding as a study pathology (repeat), e.g. Nodule=Mass")
+    i.add_argument("--bbox-skip-unmapped", action="store_true",
+                   help="skip (and count) box rows whose finding is no study pathology and not mapped; "
+                        "default: refuse them")
+    i.add_argument("--bbox-scale", metavar="auto|FACTOR", default=None,
+                   help="multiply box coordinates: a number, or auto = image size / original_width x "
+                        "original_height of the labels row, else image side / 1024 (NIH's 1024-px boxes). "
+                        "Default 1: boxes in the images' own pixels")
     i.add_argument("--copy", action="store_true", help="copy the files into <study>/cases/ (default: reference)")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=cmd_import)
@@ -404,15 +477,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="long-format CSV + Parquet, study JSON, SHA-256 manifest",
                        description="Write responses.csv / responses.parquet (one row per reader x case x arm x "
-                                   "question), study.json and MANIFEST.sha256.")
+                                   "question), study.json and MANIFEST.sha256. Simulated readers' answers are "
+                                   "left out unless --include-simulated; then their rows have simulated=True and "
+                                   "study.json / manifest.json say simulated_included: true.")
     _add_common(e)
     e.add_argument("--out", help="output folder (default <study>/export)")
-    e.add_argument("--no-simulated", action="store_true", help="leave out simulated readers' answers")
+    _add_simulated_flags(e, "export")
     e.set_defaults(func=cmd_export)
 
     a = sub.add_parser("analyze", help="paired Wilcoxon tests between two arms (+ tables, figures)",
                        description="Run cfviewer.analysis.analyze on the study's answers; writes comparison, "
-                                   "summary, kappa and alpha CSVs and Plotly HTML figures.")
+                                   "summary, kappa and alpha CSVs, analysis.json and Plotly HTML figures. "
+                                   "Simulated readers' answers are left out unless --include-simulated; then "
+                                   "the title, every CSV (column simulated_included) and every figure say so.")
     _add_common(a)
     a.add_argument("--out", help="output folder (default <study>/analysis)")
     a.add_argument("--arm-a", default=None, help="reference arm (default: first in sorted order)")
@@ -421,6 +498,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Wilcoxon zero-difference handling: pratt (default), wilcox or zsplit")
     a.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the r CI")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--no-simulated", action="store_true", help="leave out simulated readers' answers")
+    _add_simulated_flags(a, "analyse")
     a.add_argument("--no-figures", action="store_true", help="tables only")
     a.set_defaults(func=cmd_analyze)

@@ -10,7 +10,8 @@
 * After the classifier, per-pathology thresholds are chosen on the validation split
   (Youden's J, or 0.5 with ``thresholds: "fixed"``).
 * The bundle (bundle.json + classifier.pt + autoencoder.pt) is written to ``--out`` at the end,
-  with a training summary in ``bundle.meta["training"]``.
+  with a training summary in ``bundle.meta["training"]`` and the training domain (a reference
+  distribution of the validation images, cfviewer.models.domain) in ``bundle.meta["domain"]``.
 """
 
 from __future__ import annotations
@@ -598,12 +599,35 @@ def run_training(
             **dict(extra_meta or {}),
         }
     }
+    domain = training_domain(config, val, seeds, synthetic=data is None, log=log)
+    if domain is not None:
+        meta["domain"] = domain
     bundle = Bundle(clf, ae, pathologies=pathologies, resolution=config.resolution,
                     thresholds=thresholds, meta=meta, device=dev)
     bundle.save(out_dir)
     log(f"saved bundle to {out_dir} (val mean AUC {np.nanmean(list(val_auc.values())):.3f}, "
         f"AE MAE {val_mae:.1f})")
     return bundle
+
+
+def training_domain(config: TrainConfig, val: TrainingData, seeds: Mapping[str, int], *,
+                    synthetic: bool = True, log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The bundle's training domain (``meta["domain"]``, see cfviewer.models.domain): the
+    reference distribution of the validation images (held out from training), each also once
+    with the training augmentation. ``cfviewer bundle-domain`` recreates the same for a bundle
+    trained before domains were recorded. None (logged) when the split is too small."""
+    from cfviewer.models import domain as dm
+
+    if len(val) < dm.MIN_REFERENCE:
+        log(f"the validation split has {len(val)} images, too few (< {dm.MIN_REFERENCE}) for a training-domain "
+            "reference: the bundle's domain is unknown (add one later with `cfviewer bundle-domain`)")
+        return None
+    images = val.images.float().numpy()
+    if synthetic:
+        return dm.phantom_domain(images, resolution=config.resolution, augment=config.augment, seed=config.seed,
+                                 dataset_seed=int(seeds["val"]), phantoms=config.phantoms)
+    return dm.build_domain(images, description="the training run's validation images", source="validation images",
+                           resolution=config.resolution, augment=config.augment, seed=config.seed)
 
 
 def measure_training_speed(config: TrainConfig, resolutions: list[int], device: str = "auto",

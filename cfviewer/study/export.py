@@ -3,6 +3,11 @@
 `responses_frame(session, study)` is the DataFrame `cfviewer.analysis` consumes; its columns are
 `EXPORT_COLUMNS` (keep them stable). `export_study` writes it as CSV and Parquet next to the
 study configuration (JSON) and a SHA-256 manifest.
+
+Answers from simulated readers are left out unless `include_simulated=True`. An export that
+includes them keeps the `simulated` column True on their rows and says so in study.json
+(`export.simulated_included`, `simulated_answers`, `simulated_readers`) and manifest.json;
+one that leaves them out records how many it left out (`simulated_excluded`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cfviewer import __version__
@@ -40,8 +45,30 @@ shown to first submission; order: position in the reader's schedule; session: re
 seed: the reader's schedule seed; simulated: True for simulated readers' answers."""
 
 
-def responses_frame(session: Session, study: Study, *, include_simulated: bool = True) -> pd.DataFrame:
-    """Every current answer of the study as a long-format DataFrame (columns EXPORT_COLUMNS)."""
+@dataclass(frozen=True)
+class AnswerCounts:
+    """Current answers of a study, real and simulated (see `answer_counts`)."""
+
+    real: int
+    simulated: int
+    simulated_readers: tuple[str, ...]
+
+
+def answer_counts(session: Session, study: Study) -> AnswerCounts:
+    """How many current answers come from real and from simulated readers."""
+    rows = session.execute(
+        select(Response.simulated, Reader.name, func.count(Response.id))
+        .join(Reader, Reader.id == Response.reader_id)
+        .where(Reader.study_id == study.id)
+        .group_by(Response.simulated, Reader.name)).all()
+    real = sum(n for sim, _, n in rows if not sim)
+    sim_rows = [(name, n) for sim, name, n in rows if sim]
+    return AnswerCounts(real, sum(n for _, n in sim_rows), tuple(sorted(name for name, _ in sim_rows)))
+
+
+def responses_frame(session: Session, study: Study, *, include_simulated: bool = False) -> pd.DataFrame:
+    """Every current answer of the study as a long-format DataFrame (columns EXPORT_COLUMNS).
+    Simulated readers' answers only with include_simulated=True (column `simulated` True)."""
     conn = session.connection()
     shown, submitted = Response.shown_at, Response.submitted_at
     if conn.dialect.name == "sqlite":  # parse the stored ISO text in one vectorised step below
@@ -86,10 +113,20 @@ class ExportResult:
     out_dir: Path
     files: dict[str, str]  # file name -> sha256
     n_rows: int
+    simulated_answers: int = 0  # simulated readers' answers in the files
+    simulated_readers: tuple[str, ...] = ()
+    simulated_excluded: int = 0  # simulated readers' answers left out (include_simulated=False)
+    simulated_excluded_readers: tuple[str, ...] = ()
+
+    @property
+    def simulated_included(self) -> bool:
+        return self.simulated_answers > 0
 
 
-def export_study(session: Session, study: Study, out_dir: str | Path, *, include_simulated: bool = True) -> ExportResult:
-    """Write responses.csv, responses.parquet, study.json and MANIFEST.sha256 (+ manifest.json)."""
+def export_study(session: Session, study: Study, out_dir: str | Path, *, include_simulated: bool = False) -> ExportResult:
+    """Write responses.csv, responses.parquet, study.json and MANIFEST.sha256 (+ manifest.json).
+    Simulated readers' answers only with include_simulated=True; study.json and manifest.json
+    say whether the files include any (`simulated_included`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = responses_frame(session, study, include_simulated=include_simulated)
@@ -101,10 +138,16 @@ def export_study(session: Session, study: Study, out_dir: str | Path, *, include
          "probability": c.probability, "threshold": c.threshold, "bundle": c.bundle}
         for c in session.scalars(select(CohortItem).where(CohortItem.study_id == study.id)
                                  .order_by(CohortItem.position))]
+    counts = answer_counts(session, study)
+    sim = df["simulated"].to_numpy(dtype=bool)
+    marks = {"simulated_included": bool(sim.any()), "simulated_answers": int(sim.sum()),
+             "simulated_readers": sorted(set(df.loc[sim, "reader"].astype(str))),
+             "simulated_excluded": 0 if include_simulated else counts.simulated}
     summary["export"] = {"cfviewer_version": __version__, "rows": len(df),
-                         "include_simulated": include_simulated, "columns": list(EXPORT_COLUMNS)}
+                         "include_simulated": include_simulated, **marks, "columns": list(EXPORT_COLUMNS)}
     (out / "study.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     files = {name: sha256_file(out / name) for name in ("responses.csv", "responses.parquet", "study.json")}
     (out / "MANIFEST.sha256").write_text("".join(f"{h}  {n}\n" for n, h in files.items()))
-    (out / "manifest.json").write_text(json.dumps({"sha256": files}, indent=2) + "\n")
-    return ExportResult(out, files, len(df))
+    (out / "manifest.json").write_text(json.dumps({"sha256": files, **marks}, indent=2) + "\n")
+    return ExportResult(out, files, len(df), marks["simulated_answers"], tuple(marks["simulated_readers"]),
+                        marks["simulated_excluded"], () if include_simulated else counts.simulated_readers)

@@ -27,10 +27,28 @@ class SandboxResult:
     pred_reconstruction: float | None = None
     pred_counterfactual: float | None = None
     timings: dict[str, float] | None = None
+    domain: Any = None
+    """cfviewer.models.domain.DomainCheck of the image (outside the bundle's training domain?)"""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def domain_check(bundle: Any, image: np.ndarray, what: str = "image"):
+    """Whether `image` lies outside the bundle's training domain (cfviewer.models.domain): a
+    DomainCheck whose `.warning` is True when it does, with the message to show
+    (`st.warning(check.message)`); an unknown domain or a failed check gives an info message."""
+    from cfviewer.models import domain
+
+    return domain.safe_check(lambda: domain.check_images(bundle, [image], what=what, keys=[0]), what, 1)
+
+
+def domain_label(check: Any) -> str:
+    """One word or two for a table: outside / inside / unknown."""
+    if check is None or not check.known:
+        return "unknown"
+    return "OUTSIDE: unreliable" if check.warning else "inside"
 
 
 def load_upload(filename: str, data: bytes) -> np.ndarray:
@@ -91,6 +109,7 @@ def run_explainers(bundle: Any, image: np.ndarray, target: str, names: Sequence[
     from cfviewer.ui.viewer import png_bytes
 
     bundle.target_index(target)  # unknown pathology: a clear error before any work
+    dom = domain_check(bundle, image)
     out: list[SandboxResult] = []
     for name in names:
         t0 = time.perf_counter()
@@ -107,11 +126,11 @@ def run_explainers(bundle: Any, image: np.ndarray, target: str, names: Sequence[
                 name, seconds, None, ov, gif, float(e.pred_original),
                 None if e.pred_reconstruction is None else float(e.pred_reconstruction),
                 None if e.frame_preds is None else float(e.frame_preds[0]),
-                {k: float(v) for k, v in e.timings.items()}))
+                {k: float(v) for k, v in e.timings.items()}, domain=dom))
         except CfviewerError as exc:
-            out.append(SandboxResult(name, time.perf_counter() - t0, str(exc)))
+            out.append(SandboxResult(name, time.perf_counter() - t0, str(exc), domain=dom))
         except Exception as exc:  # a method bug must not take the page down
-            out.append(SandboxResult(name, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
+            out.append(SandboxResult(name, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}", domain=dom))
     return out
 
 
@@ -124,5 +143,6 @@ def timing_table(results: Sequence[SandboxResult]):
         "prediction": r.pred_original,
         "on reconstruction": r.pred_reconstruction,
         "on counterfactual": r.pred_counterfactual,
+        "training domain": domain_label(r.domain),
         "status": "ok" if r.ok else r.error,
     } for r in results])
