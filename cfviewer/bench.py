@@ -73,6 +73,9 @@ class BenchOptions:
     confounder_max_phantoms: int = 1500
     grids_per_pathology: int = 3
     timing_cases: int = 5
+    reference_cases: int = 20
+    """Cases on which the public reference's own Latent Shift walk is counted
+    (:func:`cfviewer.explain.latentshift.reference_run`)."""
     progress: bool = True
     quick: bool = False
 
@@ -81,7 +84,7 @@ class BenchOptions:
         """Small settings for tests and smoke runs."""
         base = dict(n=6, batch_size=6, deletion_steps=4, randomization_cases=1,
                     confounder_cases=2, confounder_max_phantoms=12, grids_per_pathology=1,
-                    timing_cases=1, quick=True)
+                    timing_cases=1, reference_cases=2, quick=True)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -90,7 +93,7 @@ class BenchOptions:
             if int(getattr(self, key)) < 1:
                 raise BenchError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
         for key in ("randomization_cases", "confounder_cases", "confounder_max_phantoms",
-                    "grids_per_pathology"):
+                    "grids_per_pathology", "reference_cases"):
             if int(getattr(self, key)) < 0:
                 raise BenchError(f"--{key.replace('_', '-')} must be >= 0, got {getattr(self, key)}")
 
@@ -159,6 +162,9 @@ class BenchResult:
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared_latentshift_ms: float | None = None
     """Batched ms per explanation of the shared Latent Shift search + frames."""
+    reference_latentshift: dict[str, Any] | None = None
+    """What the public reference ieee8023/latentshift evaluates per explanation with its own
+    defaults and walk (:func:`reference_counts`); None without an autoencoder method."""
 
 
 # ---------------------------------------------------------------------- phantoms
@@ -559,6 +565,10 @@ def _run(bundle: Any, options: BenchOptions, bundle_desc: dict[str, Any] | None)
     share.cache.clear()
 
     results.append(_random_reference(bundle, options, cases, targets_idx, fractions, tube_cases, grids))
+    reference = None
+    if getattr(bundle, "autoencoder", None) is not None and any(
+            n.startswith(("latentshift", "adversarial")) for n in names):
+        reference = reference_counts(bundle, cases[: options.reference_cases])
     desc = dict(bundle_desc or {})
     desc.setdefault("resolution", size)
     desc.setdefault("pathologies", list(bundle.pathologies))
@@ -580,7 +590,33 @@ def _run(bundle: Any, options: BenchOptions, bundle_desc: dict[str, Any] | None)
         machine=machine_info(),
         method_params={k: v for k, v in METHOD_PARAMS.items() if k in names},
         shared_latentshift_ms=shared_ms,
+        reference_latentshift=reference,
     )
+
+
+def reference_counts(bundle: Any, cases: Sequence[Case]) -> dict[str, Any] | None:
+    """Mean decoder / classifier images of the public reference's ``LatentShift.attribute``
+    (its defaults, its walk, its frames: :func:`~cfviewer.explain.latentshift.reference_run`)
+    on ``cases``; None when there are none."""
+    from cfviewer.explain.latentshift import REFERENCE_DEFAULTS, reference_run
+
+    if not cases:
+        return None
+    runs = [reference_run(bundle, c.image, c.target) for c in cases]
+    dec = np.array([r.decoder_images for r in runs], dtype=float)
+    reasons: dict[str, int] = {}
+    for r in runs:
+        reasons[r.stop_reason] = reasons.get(r.stop_reason, 0) + 1
+    return {
+        "cases": len(runs),
+        "decoder_mean": float(dec.mean()),
+        "decoder_min": int(dec.min()),
+        "decoder_max": int(dec.max()),
+        "classifier_mean": float(np.mean([r.classifier_images for r in runs])),
+        "steps_mean": float(np.mean([r.steps for r in runs])),
+        "stop_reasons": reasons,
+        "settings": dict(REFERENCE_DEFAULTS),
+    }
 
 
 def _random_reference(bundle: Any, options: BenchOptions, cases: list[Case], targets_idx: np.ndarray,

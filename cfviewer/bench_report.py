@@ -304,23 +304,25 @@ def render_markdown(result: Any) -> str:
                "includes waiting for other jobs) and the median process CPU time (all torch threads); and the CPU "
                f"time per explanation amortised over `explain_batch` batches of {o.batch_size}. "
                "Image evaluations per explanation (mean, from `Explanation.evaluations`): classifier and "
-               "decoder images, backward images; for Latent Shift also the search images and the images a "
-               "sequential walk of the reference implementation would need.")
+               "decoder images, backward images; for Latent Shift also the search images.")
     out.append("")
     rows = []
     for m in ran:
         ev = m.evaluations
-        ref = ev.get("reference_decoder")
         rows.append([f"`{m.name}`", _f(min(m.ms_single) if m.ms_single else None, 0),
                      _f(np.median(m.ms_single) if m.ms_single else None, 0),
                      _f(np.median(m.ms_single_cpu) if m.ms_single_cpu else None, 0),
                      _f(m.ms_batched, 0),
                      _f(ev.get("classifier"), 1), _f(ev.get("decoder"), 1), _f(ev.get("backward"), 1),
-                     _f(ev.get("search_images"), 1), _f(ref, 1)])
+                     _f(ev.get("search_images"), 1)])
     out.append(_table(["method", "wall ms min", "wall ms median", "CPU ms median",
                        "CPU ms batched (own part)", "classifier imgs", "decoder imgs",
-                       "backward imgs", "search imgs", "reference walk decoder imgs"], rows))
+                       "backward imgs", "search imgs"], rows))
     out.append("")
+    ref = getattr(result, "reference_latentshift", None)
+    if ref:
+        out.append(reference_sentence(ref))
+        out.append("")
     shared = [m for m in ran if m.shared_check is not None]
     if shared:
         out.append(
@@ -393,3 +395,20 @@ def claims(result: Any) -> list[str]:
         lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.loc)} cases "
                      f"(`{v2.name}` vs `{diff.name}`).")
     return lines
+
+
+def reference_sentence(ref: dict[str, Any]) -> str:
+    """The public reference's own evaluation count (BenchResult.reference_latentshift)."""
+    cfg = ref.get("settings", {})
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(ref.get("stop_reasons", {}).items()))
+    return (
+        "The public reference ([ieee8023/latentshift](https://github.com/ieee8023/latentshift) "
+        "`LatentShift.attribute`) with its own defaults (the probability's gradient, search_pred_diff "
+        f"{cfg.get('search_pred_diff', 0.8)}, step {cfg.get('search_step_size', 10.0):g}, "
+        f"{cfg.get('lambda_sweep_steps', 10)} frames, one image at a time), its walk and its frame cache, "
+        f"counted by `cfviewer.explain.latentshift.reference_run` on the first {ref['cases']} cases: "
+        f"**{ref['decoder_mean']:.1f} decoder images per explanation** (min {ref['decoder_min']}, max "
+        f"{ref['decoder_max']}; {ref['steps_mean']:.1f} walk steps on average; stopped by: {reasons}). "
+        "cfviewer's own counts are the `latentshift` row above (its settings differ: the logit's "
+        "gradient, search_pred_diff 0.3, the overshoot refinement)."
+    )

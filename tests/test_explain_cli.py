@@ -48,6 +48,26 @@ def test_png_latentshift_writes_every_artifact(tmp_path, bundle_dir, radiograph,
     assert doc["image_format"] == "png" and doc["pred_reconstruction"] is not None
     m = np.load(out / "map.npy")
     assert m.shape == (RES, RES) and m.dtype == np.float32
+    # no absolute paths: files by name in --out, the input by name + sha256, the bundle by identity
+    import hashlib
+
+    text = (out / "explanation.json").read_text()
+    assert str(tmp_path) not in text and str(bundle_dir) not in text
+
+    def strings(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                yield from strings(x)
+        elif isinstance(v, list):
+            for x in v:
+                yield from strings(x)
+        elif isinstance(v, str):
+            yield v
+
+    assert not [v for v in strings(doc) if v.startswith("/") or "\\" in v]
+    assert doc["image_name"] == "cxr.png" and doc["image_sha256"] == hashlib.sha256(png.read_bytes()).hexdigest()
+    assert doc["bundle"] == bundle_dir.name and doc["bundle_id"].startswith(bundle_dir.name + "@")
+    assert all("/" not in f and (out / f).is_file() for f in doc["files"].values())
     gif = Image.open(out / "animation.gif")
     assert gif.n_frames >= 10 and gif.size[0] == 128
 
@@ -98,3 +118,45 @@ def test_list_prints_the_registry(capsys):
     assert main(["explain", "--image", "x", "--target", "y", "--list"]) == 0
     names = capsys.readouterr().out.split()
     assert "latentshift-max" in names and "adversarial_fi" in names
+
+
+def test_search_stopped_at_zero_suggests_no_unchecked_range(tmp_path, bundle_dir, radiograph, capsys):
+    png = imaging.write_png16(tmp_path / "cxr.png", radiograph)
+    out = tmp_path / "out"
+    rc = main(["explain", "--image", str(png), "--target", "Mass", "--bundle", str(bundle_dir),
+               "--param", "search_min_pred=1.0", "--gif-size", "64", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "note: the search stopped at lambda 0" in text and "search_min_pred = 1.0" in text
+    assert "fix_range=[" not in text  # never a range no rule has checked
+    doc = json.loads((out / "explanation.json").read_text())
+    assert doc["notes"] and "fix_range=[" not in doc["notes"][0]
+    assert doc["params"]["search"]["lower"] == 0.0
+
+
+def test_demo_forced_range_warns_about_rising_frames_and_blobs(tmp_path, capsys):
+    """Issue 8: on the demo bundle a case whose reconstruction is already below 0.05; the old
+    note suggested fix_range=[-200,0], which gives saturated blobs and a rising prediction."""
+    from cfviewer import paths
+    from cfviewer.phantoms import generate
+
+    if not (paths.demo_bundle_dir() / "bundle.json").is_file():
+        pytest.skip("no demo bundle")
+    npy = tmp_path / "ph.npy"
+    np.save(npy, generate(10_000_000, size=128).image)
+    rc = main(["explain", "--image", str(npy), "--target", "Cardiomegaly", "--gif-size", "128",
+               "--out", str(tmp_path / "a")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "below search_min_pred" in text and "fix_range=[" not in text and "warning:" not in text
+    rc = main(["explain", "--image", str(npy), "--target", "Cardiomegaly", "--gif-size", "128",
+               "--param", "fix_range=[-200,0]", "--out", str(tmp_path / "b")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    doc = json.loads((tmp_path / "b" / "explanation.json").read_text())
+    assert doc["frame_preds"][0] > doc["frame_preds"][-1] + 0.05  # it does rise
+    assert doc["warnings"] == doc["params"]["warnings"] and len(doc["warnings"]) >= 3
+    for needle in ("rises along the frames meant to lower it", "leaves the search limits",
+                   "pixels are at the [-1024, 1024] limits"):
+        assert any(needle in w for w in doc["warnings"]), needle
+        assert f"warning: the" in text and needle in text

@@ -123,3 +123,33 @@ def test_panel_png_side_by_side(tmp_path):
 def test_mp4_without_backend_says_what_to_install(tmp_path):
     with pytest.raises(RenderError, match="imageio-ffmpeg"):
         render.write_mp4(make_explanation(), tmp_path / "a.mp4")
+
+
+def test_captions_name_the_original_and_the_reconstruction(tmp_path):
+    """Issue 8: the first caption was the reconstruction's probability alone, while the reader
+    was told the original's. Frame 0 (lambda = 0) shows both, named; the others lambda and p."""
+    e = make_explanation(k=4)  # pred_original 0.8, reconstruction 0.75, lambdas -100 .. 0
+    caps = render.frame_captions(e)
+    assert len(caps) == 8
+    first = " · ".join(caps[0])
+    assert "original p = 0.80" in first and "reconstruction p = 0.75" in first
+    assert caps[0] == caps[-1]  # the loop starts and ends on the reconstruction
+    assert caps[3] == ["Mass · original p = 0.80", "lambda = -100, p = 0.30"]
+    assert caps[1] == ["Mass · original p = 0.80", "lambda = -33.3, p = 0.60"]
+    assert all(c[0] == "Mass · original p = 0.80" for c in caps)
+    # drawn: frames with different captions differ in their header only where text is
+    frames, _ = render.animation_frames(e, size=384)
+    header = frames[0].shape[0] - 384
+    assert header > 0 and not np.array_equal(frames[0][:header], frames[1][:header])
+    # the threshold tick is drawn when the explanation records the decision
+    e.params = {"decision": {"threshold": 0.5}}
+    ticked, _ = render.animation_frames(e, size=384)
+    assert not np.array_equal(ticked[0][:header], frames[0][:header])
+    np.testing.assert_array_equal(ticked[0][header:], frames[0][header:])
+    # captions fit the GIF's width: the font shrinks for a small GIF
+    from PIL import ImageDraw, Image as _I
+
+    font, px = render._fit_font([t for c in caps for t in c], 128 - 10, 10)
+    probe = ImageDraw.Draw(_I.new("L", (1, 1)))
+    widest = max(probe.textlength(t, font=font) for c in caps for t in c)
+    assert px <= 10 and (widest <= 118 or px == 8)

@@ -3,7 +3,9 @@
 Writes into --out: ``map.npy`` (R x R float32) and ``map.png`` (colour-mapped), ``overlay.png``,
 ``image.png`` (the model-space input), ``counterfactual.png`` and ``animation.gif`` when the
 method produces frames (Latent Shift family), optionally ``animation.mp4``, and
-``explanation.json`` (predictions, lambdas, parameters, timings, image evaluations).
+``explanation.json`` (predictions, lambdas, parameters, timings, image evaluations). The JSON
+holds no absolute path: files by their names in --out, the input by its file name and sha256,
+the bundle by its folder name and identity (name@hash of its files).
 """
 
 from __future__ import annotations
@@ -111,29 +113,64 @@ def run(args: argparse.Namespace) -> int:
         if args.mp4:
             keep("mp4", render.write_mp4(e, out / "animation.mp4", size=args.gif_size, fps=args.fps))
     doc = e.summary()
+    from cfviewer.study.cohort import bundle_identity, sha256_file
+
+    # No absolute paths: the input by file name + sha256, the bundle by its identity, and the
+    # written files by their names in the output folder (the folder can be moved or shared).
     doc.update(
-        image_path=str(args.image),
+        image_name=args.image.name,
+        image_sha256=sha256_file(args.image),
         image_format=loaded.meta.get("format"),
         image_shape=list(loaded.pixels.shape),
         model_input=bundle.input_spec(),
         field_of_view=list(bundle.field_of_view(loaded.pixels.shape)),
-        bundle=str(bundle_dir),
+        bundle=Path(bundle_dir).resolve().name,
+        bundle_id=bundle_identity(bundle_dir),
         files=files,
     )
+    notes = search_notes(e)
+    doc["warnings"] = list((e.params or {}).get("warnings") or [])  # also in params["warnings"]
+    doc["notes"] = notes
     (out / "explanation.json").write_text(json.dumps(doc, indent=2) + "\n")
     files["json"] = "explanation.json"
 
-    cf = f", counterfactual {e.frame_preds[0]:.3f}" if e.frame_preds is not None else ""
-    rec = f", reconstruction {e.pred_reconstruction:.3f}" if e.pred_reconstruction is not None else ""
+    cf = f", counterfactual p = {e.frame_preds[0]:.3f}" if e.frame_preds is not None else ""
+    rec = f", reconstruction p = {e.pred_reconstruction:.3f}" if e.pred_reconstruction is not None else ""
     print(
-        f"{e.method} for {target}: prediction {e.pred_original:.3f}{rec}{cf}; "
+        f"{e.method} for {target}: original p = {e.pred_original:.3f}{rec}{cf}; "
         f"{doc['timings']['total'] * 1000:.0f} ms; wrote {', '.join(sorted(files.values()))} to {out}"
     )
-    search = e.params.get("search") or {}
-    if e.frames is not None and search.get("lower_index") == 0 and search.get("lower_reason") != "fix_range":
-        print(
-            f"note: the search stopped at lambda 0 ({search.get('lower_reason')}): the prediction "
-            "cannot be lowered under these rules, so the frames do not change; pass "
-            "--param fix_range=[-200,0] to force a range"
-        )
+    for w in doc["warnings"]:
+        print(f"warning: {w}")
+    for n in notes:
+        print(f"note: {n}")
     return 0
+
+
+def search_notes(e: Any) -> list[str]:
+    """What the Latent Shift search found when it could not move away from lambda 0. Names
+    only lambdas the search checked; never proposes an unchecked range (a forced
+    ``fix_range`` is checked afterwards, by the warnings)."""
+    search = (e.params or {}).get("search") or {}
+    if e.frames is None or not search or search.get("lower_reason") == "fix_range":
+        return []
+    if search.get("lower") != 0.0:
+        return []
+    reason = search.get("lower_reason")
+    p0 = e.pred_reconstruction
+    p0_text = f"{p0:.3f}" if p0 is not None else "n/a"
+    if search.get("lower_index") == 0:
+        why = {
+            "pred_below_min": (f"the reconstruction's prediction ({p0_text}) is already below "
+                               f"search_min_pred = {e.params.get('search_min_pred')}"),
+        }.get(reason, f"rule {reason} fired at lambda 0 (reconstruction p = {p0_text})")
+        return [f"the search stopped at lambda 0: {why}, so no other lambda was checked and the "
+                "frames do not change. There is nothing this search can lower; a forced fix_range "
+                "would show frames no rule has checked (they are checked afterwards and warned about)"]
+    walk = search.get("walk_lower", search.get("lower"))
+    n = int(search.get("lower_index", 0)) + 1
+    refine = e.evaluations.get("refine_images", 0) if e.evaluations else 0
+    return [f"no checked lambda lowers the prediction: the search checked lambda 0 to {walk:.4g} "
+            f"({n} walk points{f' and {refine} refinement points' if refine else ''}; stopped by "
+            f"{reason}) and none gave a lower prediction within the pixel limit, so the frames do not "
+            "change"]

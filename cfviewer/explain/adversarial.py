@@ -1,34 +1,55 @@
 """Adversarial-path feature importance (Charachon et al., "Visual Explanation by Unifying
-Adversarial Generation and Feature Importance Attributions", 2021) and the plain
+Adversarial Generation and Feature Importance Attributions", 2022; the text is in
+``shared/papers/charachon2022-adversarial-feature-importance.txt``) and the plain
 adversarial-difference maps.
 
 A generator pair gives a *stable* image x_s (classified like x) and an *adversarial* image
 x_a (classified otherwise). By default x_s = D(E(x)), the autoencoder reconstruction, and
-x_a = the Latent Shift counterfactual at its lower search bound; any pair can be passed in:
+x_a = the Latent Shift counterfactual at its lower search bound -- the paper's "SyCE"
+setting, which uses the stable image (section 4.2, eq. 6); any pair can be passed in:
 ``explain(image, target, x_s=..., x_a=...)``.
 
-Along the straight path gamma(alpha) = x_s + alpha (x_a - x_s), with the M-step right Riemann
-sum (alpha_k = k / M, k = 1..M, M = ``steps`` = 50, evaluated ``batch_size`` images per
-backward pass) of the gradient of the target probability f:
+What the paper defines (followed here)
+--------------------------------------
+Section 3.2 takes the straight path gamma(u) = x_s + u (x_a - x_s), u in [0, 1], so
+d gamma / d u = x_a - x_s, and with f the target probability defines (eq. 4, 5)
 
-    G      = 1/M sum_k  d f(gamma(alpha_k)) / d x          (signed)
-    |G|    = 1/M sum_k |d f(gamma(alpha_k)) / d x|         (absolute)
+    E_FI^v1          = (x_a - x_s)^2 * | int_0^1 df/dx (gamma(u)) du |      (F(x, y) = x . y)
+    E_FI^v2          = (x_a - x_s)^2 *   int_0^1 |df/dx (gamma(u))| du      (F(x, y) = |x| . y)
+    E_FI,k_sigma^v2  = int_0^1 ((x_a - x_s)^2 |df/dx (gamma(u))|) * k_sigma du
+                     = k_sigma * E_FI^v2      (the convolution is linear, so smoothing the
+                                               v2 map is the same as smoothing under the integral)
 
-    E_FI^v1 = | (x_s - x_a) * G |            path-integrated gradient from x_a to x_s
-                                             (integrated gradients with the adversarial
-                                             image as baseline), absolute value
-    E_FI^v2 = (x_s - x_a)^2 * |G|            the squared path displacement times the
-                                             mean absolute gradient
-    E_FI^v2_smooth = g_sigma * E_FI^v2       Gaussian smoothing, kernel ``smooth_kernel``
-                                             (11) x 11, sigma ``smooth_sigma`` (5) pixels at
-                                             224 px, both scaled with the resolution R
+(products and absolute values pixel-wise, ``*`` a 2D convolution). v1 is *not*
+|(x_a - x_s) G| (integrated gradients with x_a as the baseline): eq. 3 with F(x, y) = x . y
+gives |int (df/dx . dgamma) dgamma du| = (x_a - x_s)^2 |int df/dx du| because dgamma/du is
+constant on the straight path.
 
-(``*`` element-wise). Note: the paper could not be consulted on this offline machine; the
-forms above follow the project's issue text (Riemann sum of |df/dx| times (x_a - x_s)^2 for
-v2), and the smoothing kernel (11, sigma 5) is recalled, not verified -- both are parameters.
+Section 4.2 approximates the integral with an M-step **midpoint** Riemann sum (eq. 6):
+gamma_m = x_s + (m - 1/2) / M (x_a - x_s), m = 1..M, M = 50 (``steps``), evaluated
+``batch_size`` points per backward pass:
 
-Plain maps: ``adversarial_diff`` = |x_s - x_a| (SAGen's explanation) and
-``adversarial_diff_x`` = |x - x_a|.
+    G   = 1/M sum_m  df/dx (gamma_m)          E_FI^v1 = (x_a - x_s)^2 |G|
+    |G| = 1/M sum_m |df/dx (gamma_m)|         E_FI^v2 = (x_a - x_s)^2 |G|_abs
+
+Smoothing kernel (section 4.2, after eq. 6): "a Gaussian filtering of kernel 28x28 and
+sigma = 2" at the paper's 224 x 224 px. Defaults ``smooth_kernel=28``, ``smooth_sigma=2.0``
+are given at 224 px and both scaled with the resolution R (kernel 28 R / 224, sigma 2 R / 224;
+at the demo's 128 px: 17 x 17, sigma 1.14), recorded in ``params["smooth_kernel_effective"]``
+and ``params["smooth_sigma_effective"]``. Two readings of the text, stated here:
+
+* sigma is the Gaussian's standard deviation in pixels (section 4.2's "sigma = 2"; eq. 5
+  calls k_sigma a kernel "of variance sigma", which we read as loose wording for the same
+  parameter, as in the usual ``gaussian_filter(sigma=...)`` APIs);
+* a 28-pixel side is even, so its centre falls between pixels and the map would move by
+  half a pixel; the support used is the odd 2 * 14 + 1 = 29 centred on each pixel (radius
+  ``kernel // 2``). The extra outer row carries exp(-14^2 / (2 * 2^2)) = 2e-11 of the
+  centre's weight: numerically the paper's kernel, without the shift.
+
+The kernel is normalised to sum 1 and the border reflected (scipy ``mode="reflect"``).
+
+Plain maps: ``adversarial_diff`` = |x_s - x_a| (SyCE's explanation, section 4.2 (3)) and
+``adversarial_diff_x`` = |x - x_a| (CyCE's).
 """
 
 from __future__ import annotations
@@ -48,7 +69,7 @@ from cfviewer.explain.base import (
     register,
     to_map,
 )
-from cfviewer.explain.latentshift import SEARCH_DEFAULTS, LatentShiftExplainer
+from cfviewer.explain.latentshift import SEARCH_DEFAULTS, LatentShiftExplainer, decision_record
 
 VARIANTS = ("v1", "v2", "v2_smooth", "diff", "diff_x")
 REFERENCE_RESOLUTION = 224
@@ -62,11 +83,13 @@ def path_gradients(
     steps: int = 50,
     batch_size: int = 25,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean signed and mean absolute gradient of the target probability over the right
-    Riemann points x_s + k/M (x_a - x_s), k = 1..M, for one pair (1 x 1 x R x R tensors).
+    """Mean signed and mean absolute gradient of the target probability over the midpoint
+    Riemann points gamma_m = x_s + (m - 1/2)/M (x_a - x_s), m = 1..M (Charachon et al. eq. 6),
+    for one pair (1 x 1 x R x R tensors).
 
     Returns (G, |G|, number of backward passes)."""
-    alphas = torch.arange(1, steps + 1, dtype=x_s.dtype, device=x_s.device) / steps
+    alphas = (torch.arange(1, steps + 1, dtype=torch.float64, device=x_s.device) - 0.5) / steps
+    alphas = alphas.to(x_s.dtype)
     delta = x_a - x_s
     g_sum = torch.zeros_like(x_s)
     a_sum = torch.zeros_like(x_s)
@@ -84,7 +107,8 @@ def path_gradients(
 
 
 def smoothing_geometry(resolution: int, kernel: int, sigma: float) -> tuple[int, float]:
-    """Kernel side (odd, >= 3) and sigma scaled from 224 px to ``resolution``."""
+    """Kernel side and sigma given at 224 px (the paper's 28, 2) scaled to ``resolution``:
+    the side is made odd (centred on the pixel, module docstring) and >= 3."""
     scale = resolution / REFERENCE_RESOLUTION
     k = max(3, int(round(kernel * scale)))
     if k % 2 == 0:
@@ -109,8 +133,8 @@ class AdversarialExplainer(Explainer):
         "variant": "v2_smooth",
         "steps": 50,
         "batch_size": 25,
-        "smooth_kernel": 11,
-        "smooth_sigma": 5.0,
+        "smooth_kernel": 28,  # at 224 px (Charachon et al. section 4.2), scaled with R
+        "smooth_sigma": 2.0,
         **SEARCH_DEFAULTS,
         "n_frames": 10,
         "max_batch": 16,
@@ -202,10 +226,10 @@ class AdversarialExplainer(Explainer):
                 g, g_abs, passes = path_gradients(
                     self.bundle.classifier, xs, xa, t, p["steps"], p["batch_size"]
                 )
-                delta = xs - xa
-                if variant == "v1":
-                    heat = to_map((delta * g).abs())[0]
-                else:
+                delta = xa - xs
+                if variant == "v1":  # eq. 4: (x_a - x_s)^2 |1/M sum df/dx|
+                    heat = to_map(delta.pow(2) * g.abs())[0]
+                else:  # eq. 4 / 6: (x_a - x_s)^2 1/M sum |df/dx|
                     heat = to_map(delta.pow(2) * g_abs)[0]
                     if variant == "v2_smooth":
                         k, s = smoothing_geometry(heat.shape[-1], p["smooth_kernel"], p["smooth_sigma"])
@@ -226,6 +250,15 @@ class AdversarialExplainer(Explainer):
         params = {k: v for k, v in p.items() if ls is not None or k not in self._LS_KEYS}
         if ls is not None:
             params["search"] = ls.params.get("search", {})
+            params["decision"] = ls.params.get("decision")
+            params["warnings"] = list(ls.params.get("warnings") or [])
+        else:
+            thr = float((getattr(self.bundle, "thresholds", None) or {}).get(target, 0.5))
+            params["decision"] = decision_record(pred_original, pred_s, thr)
+            params["warnings"] = [] if not params["decision"]["autoencoder_flips_decision"] else [
+                f"the stable image x_s (p = {pred_s:.3f}) is on the other side of the threshold {thr:.3f} "
+                f"from x (p = {pred_original:.3f}): it is not classified like x, as the method assumes "
+                "(Charachon et al., section 2)"]
         params["pair"] = "latentshift" if ls is not None else "given"
         params["pred_x_s"], params["pred_x_a"] = pred_s, pred_a
         if variant == "v2_smooth":

@@ -99,6 +99,34 @@ counterfactual is the frame at the lower bound. Maps (paper appendix B, referenc
 * ``mean``: per-pixel mean_k |x_0 - x_k|;
 * ``minmax``: |x_first - x_last| (the reference's "mm");
 * ``int``: mean_k |x_k - x_{k+1}| over consecutive frames (the reference's default).
+
+Decision flips and warnings
+---------------------------
+Every frame is decoded from the latent, so the animation starts at the reconstruction
+D(E(x)), not at x, and the paper's appendix K warns that the autoencoder alone lowers the
+prediction (by 0.12 on average for positives there). ``params["decision"]`` records the
+bundle's threshold for the target, which side the original and the reconstruction are on and
+``autoencoder_flips_decision`` (:func:`flips_decision`: the reconstruction's prediction is on
+the other side of the threshold from the original's); a flip is also the first entry of
+``params["warnings"]``. The cohort report and the precompute summary list the flagged cases
+(:func:`flips_decision` on the cohort's probabilities, :func:`explanation_flips_decision`).
+
+``params["warnings"]`` (:func:`frame_warnings`, printed by ``cfviewer explain`` and stored in
+``explanation.json``) also says when the frames are not what they claim: a frame's
+prediction rises by more than :data:`RISE_TOLERANCE` along lambda = 0 -> the lower bound (or
+falls along the upward frames), a frame changes the image by more than the search's pixel
+limit or lies beyond ``search_max_lambda``, or a frame has :data:`CLIP_SHARE` more of its
+pixels at the [-1024, 1024] limits than the reconstruction. The default search keeps its
+frames inside these limits, so the warnings mostly fire for a forced ``fix_range`` (checked
+by no rule) or ``refine=False`` (the reference keeps an overshooting step).
+
+The public reference's own cost
+-------------------------------
+:func:`reference_run` counts what ieee8023/latentshift's ``LatentShift.attribute`` evaluates
+with *its* defaults (the probability's gradient, ``search_pred_diff`` 0.8, 10 frames, one
+image at a time, its cache); the benchmark reports it next to cfviewer's own counts
+(``evaluations``). cfviewer's settings differ, so its ``evaluations`` are not a replay of the
+reference.
 """
 
 from __future__ import annotations
@@ -441,6 +469,126 @@ def frames_to_map(frames: np.ndarray, lambdas: np.ndarray, method: str = "max") 
     return np.abs(np.diff(frames, axis=0)).mean(0).astype(np.float32)
 
 
+# ---------------------------------------------------------------------- honesty checks
+RISE_TOLERANCE = 0.01
+"""A frame's prediction may move against the path's direction by this much (probability)
+before :func:`frame_warnings` warns."""
+CLIP_LEVEL = 1023.0
+"""|pixel| >= this counts as at the [-1024, 1024] limits (the decoder's 1024 tanh saturates
+there; other decoders may overshoot it and are clipped by the model input)."""
+CLIP_SHARE = 0.01
+"""Warn when a frame has this share of its pixels more at the limits than the reconstruction."""
+
+
+def flips_decision(pred_original: float, pred_reconstruction: float, threshold: float) -> bool:
+    """True when the reconstruction D(E(x)) is on the other side of ``threshold`` from the
+    original x (positive = p >= threshold, as :meth:`Bundle.positive`): the autoencoder alone
+    changes the model's decision (Latent Shift paper, appendix K)."""
+    return bool((float(pred_original) >= threshold) != (float(pred_reconstruction) >= threshold))
+
+
+def decision_record(pred_original: float, pred_reconstruction: float, threshold: float) -> dict[str, Any]:
+    """``params["decision"]`` of a Latent Shift explanation."""
+    return {
+        "threshold": float(threshold),
+        "original_positive": bool(pred_original >= threshold),
+        "reconstruction_positive": bool(pred_reconstruction >= threshold),
+        "autoencoder_flips_decision": flips_decision(pred_original, pred_reconstruction, threshold),
+    }
+
+
+def decision_warning(decision: dict[str, Any], pred_original: float, pred_reconstruction: float) -> str:
+    side = {True: "positive", False: "negative"}
+    return (
+        f"the autoencoder alone flips the decision: the original is {side[decision['original_positive']]} "
+        f"(p = {pred_original:.3f}) but its reconstruction, where every frame starts, is "
+        f"{side[decision['reconstruction_positive']]} (p = {pred_reconstruction:.3f}) at the bundle's "
+        f"threshold {decision['threshold']:.3f}; the frames explain the reconstruction's decision, "
+        "not the original's (Latent Shift paper, appendix K)"
+    )
+
+
+def explanation_flips_decision(explanation: Any) -> bool:
+    """Whether an :class:`Explanation` (or its ``summary()`` dict) is flagged: the autoencoder
+    alone flips the decision. False when it records no decision (no autoencoder)."""
+    params = explanation.get("params", {}) if isinstance(explanation, dict) else explanation.params
+    return bool(((params or {}).get("decision") or {}).get("autoencoder_flips_decision", False))
+
+
+def frame_warnings(
+    frames: np.ndarray,
+    lambdas: np.ndarray,
+    preds: np.ndarray,
+    *,
+    max_pixel_diff_pct: float = SEARCH_DEFAULTS["search_max_pixel_diff_pct"],
+    max_lambda: float = SEARCH_DEFAULTS["search_max_lambda"],
+    rise_tolerance: float = RISE_TOLERANCE,
+    clip_share: float = CLIP_SHARE,
+) -> list[str]:
+    """What is wrong with a set of frames (sorted by lambda, x_0 = the lambda = 0 frame), as
+    sentences for ``params["warnings"]`` (empty: nothing found):
+
+    * along lambda = 0 -> the lower bound (meant to lower the prediction) a frame's prediction
+      rises by more than ``rise_tolerance`` over the previous one, or the counterfactual ends
+      higher than the reconstruction (and the mirror image for the frames above lambda 0);
+    * a frame changes the image by more than the search's pixel limit,
+      sum |x_0 - x| > ``max_pixel_diff_pct`` sum |x_0|, or lies beyond ``max_lambda``;
+    * a frame has ``clip_share`` of its pixels more at the [-1024, 1024] limits than x_0
+      (|x| >= :data:`CLIP_LEVEL`: saturated black-and-white blobs)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    preds = np.asarray(preds, dtype=np.float64)
+    out: list[str] = []
+    if len(frames) == 0:
+        return out
+    i0 = int(np.argmin(np.abs(lambdas)))
+    x0 = frames[i0]
+    for sign, what in ((-1, "lower"), (1, "raise")):
+        # this direction's frames, from lambda = 0 outwards
+        idx = sorted((i for i in range(len(lambdas)) if lambdas[i] * sign >= 0), key=lambda i: abs(lambdas[i]))
+        if len(idx) < 2 or not np.isfinite(preds[idx]).all():
+            continue
+        path = preds[idx]
+        against = -sign * np.diff(path)  # > 0: the prediction moves the wrong way
+        k = int(np.argmax(against))
+        if against[k] > rise_tolerance:
+            verb = "rises" if sign < 0 else "falls"
+            step = (f"{path[k]:.3f} -> {path[k + 1]:.3f} (lambda {lambdas[idx[k]]:.4g} -> "
+                    f"{lambdas[idx[k + 1]]:.4g}; tolerance {rise_tolerance:g})")
+            ends = (f"p = {path[0]:.3f} at lambda = 0 to {path[-1]:.3f} at lambda = "
+                    f"{lambdas[idx[-1]]:.4g}")
+            if -sign * (path[-1] - path[0]) > rise_tolerance:
+                out.append(f"the prediction {verb} along the frames meant to {what} it: from {ends}, "
+                           f"largest step {step}: these frames are not a path that {what}s it")
+            else:
+                out.append(f"the prediction {verb} between frames meant to {what} it: {step}, although "
+                           f"it goes from {ends}: the path is not monotone")
+    pixel_sum = float(np.abs(x0).sum())
+    diffs = np.abs(frames - x0).sum(axis=(1, 2))
+    k = int(np.argmax(diffs))
+    if pixel_sum > 0 and diffs[k] > pixel_sum * max_pixel_diff_pct * (1 + 1e-6):
+        out.append(
+            f"the image leaves the search limits: the frame at lambda = {lambdas[k]:.4g} changes it by "
+            f"{100 * diffs[k] / pixel_sum:.1f} % of sum |x_0| (the search stops at "
+            f"{100 * max_pixel_diff_pct:g} %, search_max_pixel_diff_pct)"
+        )
+    if np.abs(lambdas).max() > max_lambda:
+        out.append(
+            f"the frames reach |lambda| = {np.abs(lambdas).max():.4g}, beyond the search limit "
+            f"search_max_lambda = {max_lambda:g}"
+        )
+    at_limit = (np.abs(frames) >= CLIP_LEVEL).mean(axis=(1, 2))
+    extra = at_limit - at_limit[i0]
+    k = int(np.argmax(extra))
+    if extra[k] > clip_share:
+        out.append(
+            f"the image leaves the pixel range: at lambda = {lambdas[k]:.4g} {100 * at_limit[k]:.1f} % of "
+            f"the pixels are at the [-1024, 1024] limits against {100 * at_limit[i0]:.1f} % in the "
+            "reconstruction (the decoder saturates: black and white blobs, not anatomy)"
+        )
+    return out
+
+
 class LatentShiftExplainer(Explainer):
     """Latent Shift counterfactual frames + 2D map. See the module docstring."""
 
@@ -534,9 +682,6 @@ class LatentShiftExplainer(Explainer):
             frame_preds = np.array([c.preds[float(v)] for v in lambdas], dtype=np.float64)
             t0 = time.perf_counter()
             heat = frames_to_map(frames_np, lambdas, p["map"])
-            ref_images = 1 + info.get("reference_search_images", 0) + sum(
-                1 for v in lambdas if float(v) not in info.get("reference_lambdas", ())
-            )
             evaluations = {
                 "encoder": 1,
                 "decoder": 1 + c.n_decoded,
@@ -548,10 +693,18 @@ class LatentShiftExplainer(Explainer):
                 "frame_images": c.n_decoded - before[i],
                 "search_steps": info.get("lower_index", 0),
                 "refine_images": info.get("refine_images", 0),
-                "reference_decoder": ref_images,
             }
             params = dict(p)
-            params["search"] = {k: v for k, v in info.items() if k != "reference_lambdas"}
+            params["search"] = dict(info)
+            threshold = float((getattr(self.bundle, "thresholds", None) or {}).get(targets[i], 0.5))
+            params["decision"] = decision_record(float(pred_original[i]), float(c.preds[0.0]), threshold)
+            params["warnings"] = frame_warnings(
+                frames_np, lambdas, frame_preds,
+                max_pixel_diff_pct=p["search_max_pixel_diff_pct"], max_lambda=p["search_max_lambda"],
+            )
+            if params["decision"]["autoencoder_flips_decision"]:
+                params["warnings"].insert(0, decision_warning(params["decision"], float(pred_original[i]),
+                                                              float(c.preds[0.0])))
             tim = dict(timings)
             tim["map"] = time.perf_counter() - t0
             out.append(
@@ -598,11 +751,9 @@ class LatentShiftExplainer(Explainer):
         if p["fix_range"] is not None:
             lo, hi = (float(v) for v in p["fix_range"])
             for info in infos:
-                info.update(lower=lo, upper=hi, lower_reason="fix_range",
-                            reference_search_images=1, reference_lambdas=(0.0,))
+                info.update(lower=lo, upper=hi, lower_reason="fix_range")
             return [(lo, hi)] * len(caches)
         bounds: list[dict[str, float]] = [{} for _ in caches]
-        ref_lambdas: list[list[float]] = [[] for _ in caches]
         for sign in ((-1, 1) if p["search_up"] else (-1,)):
             seq = lambda_sequence(p["search_step_size"], p["search_max_lambda"], sign)
             gens = [
@@ -617,13 +768,8 @@ class LatentShiftExplainer(Explainer):
                 infos[i][f"{key}_reason"] = res.reason
                 infos[i]["search_images"] += res.images_evaluated
                 infos[i]["search_passes"] += res.passes
-                ref_lambdas[i] += seq[: res.index + 1]
             if p["refine"]:
                 self._refine(caches, infos, seq, sign, bounds, key)
-        for info, refs in zip(infos, ref_lambdas):
-            # The reference decodes lambda 0 again in its search, then each step once.
-            info["reference_search_images"] = len(refs) - (1 if p["search_up"] else 0)
-            info["reference_lambdas"] = tuple(refs)
         return [(b["lower"], b.get("upper", 0.0)) for b in bounds]
 
     def _refine(
@@ -683,14 +829,16 @@ def reference_walk(
     search_step_size: float = SEARCH_DEFAULTS["search_step_size"],
     gradient_of: str = SEARCH_DEFAULTS["gradient_of"],
 ) -> tuple[float, int]:
-    """The slow reference: the lower lambda bound found by walking one candidate at a time
-    exactly as ieee8023/latentshift does (one decoder + classifier pass per step).
+    """The slow sequential walk: the lower lambda bound found by walking one candidate at a
+    time with the reference's step and stopping rules (one decoder + classifier pass per step)
+    but cfviewer's settings (``search_pred_diff`` 0.3, ``gradient_of``, ``search_min_pred``).
 
     ``gradient_of`` chooses dz exactly as the explainer does ("probability" is the reference);
     the stopping rules use the probability either way. No refinement (``refine=False``).
 
-    Returns (bound, decoder images used: the gradient's decode + one per distinct lambda). For tests and for
-    the benchmark's evaluation-count comparison."""
+    Returns (bound, decoder images used: the gradient's decode + one per distinct lambda). For
+    tests: the batched search must find the same bound. What the public reference itself does,
+    defaults and frames included, is :func:`reference_run`."""
     ae, clf = bundle.autoencoder, bundle.classifier
     t = bundle.target_index(target)
     x = bundle.model_input(image if torch.is_tensor(image) else np.asarray(image, np.float32))
@@ -727,6 +875,95 @@ def reference_walk(
         last_pred = cur_pred
         lbound = lbound - search_step_size + lbound // 10
     return float(lbound), decoded
+
+
+REFERENCE_DEFAULTS: dict[str, Any] = {
+    "search_pred_diff": 0.8,
+    "search_step_size": 10.0,
+    "search_max_steps": 3000,
+    "search_max_pixel_diff_pct": 0.05,
+    "lambda_sweep_steps": 10,
+}
+"""The defaults of ieee8023/latentshift ``LatentShift.attribute`` (read at its commit 7677be7)."""
+
+
+@dataclass
+class ReferenceRun:
+    """One explanation as the public reference computes it, with what it evaluated."""
+
+    lower: float  # the lambda bound its walk kept (the candidate at which a rule fired)
+    stop_reason: str
+    steps: int  # walk candidates decoded after lambda 0
+    lambdas: np.ndarray  # its frames: linspace(lower, 0, lambda_sweep_steps)
+    frame_preds: np.ndarray
+    decoder_images: int  # every decoder image it computes
+    classifier_images: int  # every classifier image (it never classifies the original x)
+
+
+@torch.no_grad()
+def reference_run(bundle: Any, image: np.ndarray | torch.Tensor, target: str, **settings: Any) -> ReferenceRun:
+    """Count what ieee8023/latentshift's ``LatentShift.attribute`` evaluates for one image,
+    with its defaults (:data:`REFERENCE_DEFAULTS`, overridable by name) and its own walk
+    (re-implemented from its description here, not cfviewer's search):
+
+    * dz = d sigmoid(logit) / d z at z = E(x) (the probability's gradient, ``apply_sigmoid``),
+      which costs one decode of z; then lambda 0 is decoded *again* through its cache;
+    * candidates lambda = 0, -10, -21, ... (``l = l - step + l // 10``), one decode +
+      classification each, stopping at the first candidate where the prediction rises
+      over the previous one, falls below 0.05, falls more than ``search_pred_diff`` below
+      lambda 0's, |lambda| reaches ``search_max_steps``, or sum |x_0 - x| exceeds
+      ``search_max_pixel_diff_pct`` sum |x_0| (that candidate is kept as the bound);
+    * frames on ``linspace(bound, 0, lambda_sweep_steps)``; a lambda already evaluated (same
+      float value, e.g. the bound and 0) comes from its cache, the others are decoded.
+
+    So decoder images = 2 + steps + frames not on the walk. Nothing is batched."""
+    unknown = sorted(set(settings) - set(REFERENCE_DEFAULTS))
+    if unknown:
+        raise TypeError(f"reference_run: unknown settings {unknown}; known: {sorted(REFERENCE_DEFAULTS)}")
+    cfg = {**REFERENCE_DEFAULTS, **settings}
+    ae, clf = bundle.autoencoder, bundle.classifier
+    t = bundle.target_index(target)
+    x = bundle.model_input(image if torch.is_tensor(image) else np.asarray(image, np.float32))
+    z, x_lambda0, _, dz = target_gradient(ae, clf, x, [t], "probability")
+    counts = {"decoder": 1, "classifier": 1}  # the gradient step: decode z, classify it
+    cache: dict[float, tuple[torch.Tensor, float]] = {}
+
+    def shift(lam: float) -> tuple[torch.Tensor, float]:
+        lam = float(lam)
+        if lam not in cache:
+            counts["decoder"] += 1
+            counts["classifier"] += 1
+            img = ae.decode(z + dz * lam)
+            cache[lam] = img, float(clf(img)[0, t])
+        return cache[lam]
+
+    _, first = shift(0.0)
+    pixel_limit = float(x_lambda0.abs().sum()) * cfg["search_max_pixel_diff_pct"]
+    lam, previous, steps = 0.0, first, 0
+    while True:
+        img, pred = shift(lam)
+        if previous < pred:
+            reason = "pred_reversed"
+        elif pred < 0.05:
+            reason = "pred_below_min"
+        elif first - cfg["search_pred_diff"] > pred:
+            reason = "pred_diff_reached"
+        elif lam <= -cfg["search_max_steps"]:
+            reason = "max_lambda"
+        elif float((x_lambda0 - img).abs().sum()) > pixel_limit:
+            reason = "pixel_diff"
+        else:
+            previous = pred
+            lam = lam - float(cfg["search_step_size"]) + (lam // 10)
+            steps += 1
+            continue
+        break
+    lambdas = np.linspace(lam, 0.0, int(cfg["lambda_sweep_steps"]))
+    preds = np.array([shift(v)[1] for v in lambdas], dtype=np.float64)
+    return ReferenceRun(
+        lower=float(lam), stop_reason=reason, steps=steps, lambdas=lambdas, frame_preds=preds,
+        decoder_images=counts["decoder"], classifier_images=counts["classifier"],
+    )
 
 
 register("latentshift", LatentShiftExplainer)

@@ -122,9 +122,9 @@ def image_viewer(view, media_list) -> None:
                       if fov is not None else ""))
     else:
         png = viewer.render_frame(fmedia.frames_path, step.frame_index, window, zoom, pan_x, pan_y)
-        p = f"{step.prediction:.2f}" if step.prediction is not None else "not recorded"
-        caption = (f"Counterfactual frame {step.step} of {len(steps) - 1} · "
-                   f"model probability of {view.pathology} on this frame: {p}")
+        from cfviewer.ui.reading import frame_caption
+
+        caption = frame_caption(step, len(steps) - 1, view.pathology, view.probability)
     st.image(png, caption=caption, width="stretch")
 
 
@@ -158,8 +158,10 @@ def explanation_tiles(view, media_list) -> None:
             else:
                 st.image(data, caption=title, width="stretch")
     if any(k == "gif" for _, _, k in tiles):
-        st.caption("The animation loops from the original to the counterfactual and back; the bar "
-                   "above it shows the model's probability on each frame.")
+        st.caption("The animation loops from the autoencoder's reconstruction of the radiograph "
+                   "(lambda = 0) to the counterfactual and back. Its first frame gives the model's "
+                   "probability on the original and on the reconstruction, the others lambda and "
+                   "the probability on that frame; the bar shows that probability.")
 
 
 def answer_form(view, highlight: tuple[str, ...] = ()) -> tuple[bool, dict[str, int | None], str]:

@@ -1,0 +1,17 @@
+"""The reader page's counterfactual slider caption names both probabilities on the unshifted
+frame (the autoencoder's reconstruction), like the animation (issue 8, section 4)."""
+
+from cfviewer.ui import reading
+
+
+def test_frame_zero_gives_the_original_and_the_reconstruction():
+    steps = reading.frame_steps(4, lambdas=[-30.0, -20.0, -10.0, 0.0], preds=[0.05, 0.07, 0.09, 0.10])
+    assert [s.lam for s in steps] == [0.0, -10.0, -20.0, -30.0]
+    first = reading.frame_caption(steps[0], 3, "Mass", 0.38)
+    assert "original p = 0.38 · reconstruction p = 0.10" in first and "lambda = 0" in first
+    assert reading.frame_caption(steps[3], 3, "Mass", 0.38) == (
+        "Counterfactual frame 3 of 3 · Mass: lambda = -30, p = 0.05")
+    # without recorded lambdas the unshifted step is still step 0
+    bare = reading.frame_steps(2, preds=[0.2, 0.4])
+    assert "reconstruction p = 0.40" in reading.frame_caption(bare[0], 1, "Mass", None)
+    assert "original p = not recorded" in reading.frame_caption(bare[0], 1, "Mass", None)
