@@ -20,3 +20,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (real radiographs exist only for developers and CI)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest runs a page as sys.modules['__main__'] and leaves it there; a later
+    multiprocessing 'spawn' child would then re-run that page as its main module (and die
+    before running its target). Put the real __main__ back after every test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
