@@ -3,14 +3,12 @@ analysis and export; readers cannot reach any of them."""
 
 from __future__ import annotations
 
-import io
 
-import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
 import ui_fixtures as F
-from cfviewer.study.schema import Case, CohortItem, Reader, Study
+from cfviewer.study.schema import Case, Study
 
 pytestmark = pytest.mark.slow
 

@@ -159,4 +159,4 @@ def test_demo_forced_range_warns_about_rising_frames_and_blobs(tmp_path, capsys)
     for needle in ("rises along the frames meant to lower it", "leaves the search limits",
                    "pixels are at the [-1024, 1024] limits"):
         assert any(needle in w for w in doc["warnings"]), needle
-        assert f"warning: the" in text and needle in text
+        assert "warning: the" in text and needle in text

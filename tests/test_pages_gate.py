@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import ui_fixtures as F
-from cfviewer.ui.browser import free_port
+from cfviewer.ui.browser import AppServer
 
 pytestmark = pytest.mark.slow
 
@@ -64,45 +63,22 @@ LAUNCHER = textwrap.dedent(r"""
 """)
 
 
-class Server:
-    """`streamlit run <app>` on a free port; `ran()` lists the scripts it executed."""
+class Server(AppServer):
+    """`streamlit run <app>` on a free port through the recording launcher; `ran()` lists
+    the scripts it executed."""
 
     def __init__(self, app: Path, tmp: Path, env: dict[str, str]):
-        self.port = free_port()
-        self.log = tmp / f"ran-{self.port}.txt"
-        self.out = tmp / f"streamlit-{self.port}.log"
+        port_log = tmp / f"ran-{uuid.uuid4().hex[:8]}.txt"
         launcher = tmp / "launch_streamlit.py"
         launcher.write_text(LAUNCHER)
-        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
-                    "CFV_RUN_LOG": str(self.log), "CFV_WATCH_ROOT": str(app.parent)}
-        self._fh = open(self.out, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(launcher), str(app), "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--server.runOnSave", "false"],
-            cwd=app.parent, env=full_env, stdout=self._fh, stderr=subprocess.STDOUT)
+        super().__init__({**env, "CFV_RUN_LOG": str(port_log), "CFV_WATCH_ROOT": str(app.parent)},
+                         tmp / f"streamlit-{port_log.stem}.log", app=app, launcher=launcher)
+        self.ran_log = port_log
         try:
-            self._wait_ready()
+            self.wait_ready()
         except BaseException:
             self.stop()
             raise
-
-    def _wait_ready(self, timeout: float = 120.0) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {self.proc.returncode}:\n{self.out.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"streamlit did not answer within {timeout} s:\n{self.out.read_text()}")
 
     def visit(self, page_name: str = "", query: str = "", page_script_hash: str = "",
               timeout: float = 90.0) -> str:
@@ -134,16 +110,7 @@ class Server:
         return "\n".join(parts)
 
     def ran(self) -> list[str]:
-        return self.log.read_text().split() if self.log.exists() else []
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._fh.close()
+        return self.ran_log.read_text().split() if self.ran_log.exists() else []
 
 
 def _need_client():

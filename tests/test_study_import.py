@@ -11,31 +11,19 @@ from sqlalchemy import func, select
 from cfviewer import PATHOLOGIES, imaging
 from cfviewer.errors import ImportValidationError, UnknownPathologyError
 from cfviewer.study import cohort, studies
-from cfviewer.study.db import open_database
 from cfviewer.study.errors import StudyError
 from cfviewer.study.schema import Case, CohortItem, Prediction
-from test_study_support import positive_bundle, read_csv, rewrite_csv, write_cases
+from test_study_support import count_cases, empty_study, import_into, positive_bundle, read_csv, rewrite_csv, write_cases
 
 
 @pytest.fixture()
 def study(tmp_path):
-    root = tmp_path / "s"
-    db = open_database(study_dir=root)
-    with db.write() as s:
-        studies.create_study(s, "s", root)
+    db, root = empty_study(tmp_path)
     yield db, root
     db.dispose()
 
 
-def _import(db, folder, labels="labels.csv", **kw):
-    with db.write() as s:
-        st = studies.get_study(s, "s")
-        return cohort.import_cases(s, st, folder, labels, **kw)
-
-
-def _n_cases(db) -> int:
-    with db.read() as s:
-        return s.scalar(select(func.count(Case.id)))
+_import, _n_cases = import_into, count_cases
 
 
 def test_import_references_files_with_sha256_and_relative_paths(study):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cfviewer import PATHOLOGIES, imaging
 from cfviewer.cli import main
@@ -17,30 +17,19 @@ from cfviewer.errors import CfviewerError, ImportValidationError
 from cfviewer.study import cohort, studies
 from cfviewer.study.db import open_database
 from cfviewer.study.schema import Case
-from test_study_support import positive_bundle, write_cases
+from test_study_support import count_cases, empty_study, import_into, positive_bundle, write_cases
 
 NIH_BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"  # as published: 9 fields
 
 
 @pytest.fixture()
 def study(tmp_path):
-    root = tmp_path / "s"
-    db = open_database(study_dir=root)
-    with db.write() as s:
-        studies.create_study(s, "s", root)
+    db, root = empty_study(tmp_path)
     yield db, root
     db.dispose()
 
 
-def _import(db, folder, labels="labels.csv", **kw):
-    with db.write() as s:
-        st = studies.get_study(s, "s")
-        return cohort.import_cases(s, st, folder, labels, **kw)
-
-
-def _n_cases(db) -> int:
-    with db.read() as s:
-        return s.scalar(select(func.count(Case.id)))
+_import, _n_cases = import_into, count_cases
 
 
 def _refused(db, folder, *needles, **kw) -> str:

@@ -46,6 +46,35 @@ def positive_bundle(resolution: int = 32, seed: int = 0):
     return b
 
 
+def empty_study(tmp_path: Path, name: str = "s"):
+    """(db, root): a new study `name` with nothing imported, in tmp_path / name."""
+    from cfviewer.study import studies
+    from cfviewer.study.db import open_database
+
+    root = tmp_path / name
+    db = open_database(study_dir=root)
+    with db.write() as s:
+        studies.create_study(s, name, root)
+    return db, root
+
+
+def import_into(db, folder, labels="labels.csv", *, name: str = "s", **kw):
+    """`cohort.import_cases` into study `name` in one write transaction."""
+    from cfviewer.study import cohort, studies
+
+    with db.write() as s:
+        return cohort.import_cases(s, studies.get_study(s, name), folder, labels, **kw)
+
+
+def count_cases(db) -> int:
+    from sqlalchemy import func, select
+
+    from cfviewer.study.schema import Case
+
+    with db.read() as s:
+        return s.scalar(select(func.count(Case.id)))
+
+
 @dataclass
 class Built:
     db: object

@@ -11,7 +11,7 @@ import torch
 from cfviewer.cli import main as cli_main
 from cfviewer.errors import CfviewerError
 from cfviewer.models import Bundle
-from cfviewer.models.data import TrainingData, augment, phantom_data
+from cfviewer.models.data import augment, phantom_data
 from cfviewer.models.evaluation import roc_auc, sensitivity_specificity, youden_threshold
 from cfviewer.models.train import (
     CHECKPOINT,

@@ -26,19 +26,27 @@ def free_port() -> int:
 
 
 class AppServer:
-    """`streamlit run app.py` on a free localhost port with extra environment variables."""
+    """`streamlit run app.py` on a free localhost port with extra environment variables.
 
-    def __init__(self, env: dict[str, str], log: Path):
+    `app` runs another entry script (from its own folder); `launcher` replaces
+    `python -m streamlit run` by `python LAUNCHER` (which must hand its arguments to
+    `streamlit run`), e.g. to watch which scripts the server executes."""
+
+    def __init__(self, env: dict[str, str], log: Path, app: Path | None = None,
+                 launcher: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = Path(log)
+        app = Path(app) if app is not None else ROOT / "app.py"
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        start = [sys.executable, str(launcher)] if launcher else [sys.executable, "-m", "streamlit", "run"]
         self._fh = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
+            [*start, str(app), "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=full_env, stdout=self._fh, stderr=subprocess.STDOUT)
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--server.runOnSave", "false"],
+            cwd=app.parent, env=full_env, stdout=self._fh, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
