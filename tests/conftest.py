@@ -33,3 +33,13 @@ def _keep_main_module():
     yield
     if main is not None and sys.modules.get("__main__") is not main:
         sys.modules["__main__"] = main
+
+
+@pytest.fixture()
+def study(tmp_path):
+    """(db, root) of an empty study 's' in tmp_path (the import tests' study)."""
+    from test_study_support import empty_study
+
+    db, root = empty_study(tmp_path)
+    yield db, root
+    db.dispose()

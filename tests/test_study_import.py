@@ -13,14 +13,7 @@ from cfviewer.errors import ImportValidationError, UnknownPathologyError
 from cfviewer.study import cohort, studies
 from cfviewer.study.errors import StudyError
 from cfviewer.study.schema import Case, CohortItem, Prediction
-from test_study_support import count_cases, empty_study, import_into, positive_bundle, read_csv, rewrite_csv, write_cases
-
-
-@pytest.fixture()
-def study(tmp_path):
-    db, root = empty_study(tmp_path)
-    yield db, root
-    db.dispose()
+from test_study_support import count_cases, import_into, positive_bundle, read_csv, rewrite_csv, write_cases
 
 
 _import, _n_cases = import_into, count_cases

@@ -17,16 +17,9 @@ from cfviewer.errors import CfviewerError, ImportValidationError
 from cfviewer.study import cohort, studies
 from cfviewer.study.db import open_database
 from cfviewer.study.schema import Case
-from test_study_support import count_cases, empty_study, import_into, positive_bundle, write_cases
+from test_study_support import count_cases, import_into, positive_bundle, write_cases
 
 NIH_BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"  # as published: 9 fields
-
-
-@pytest.fixture()
-def study(tmp_path):
-    db, root = empty_study(tmp_path)
-    yield db, root
-    db.dispose()
 
 
 _import, _n_cases = import_into, count_cases
