@@ -32,9 +32,9 @@ from cfviewer.analysis import (
     reader_kappa,
     weighted_kappa_from_table,
 )
-from cfviewer.analysis.bench import simulate_responses
 from cfviewer.analysis.paired import _distinct, _rank_biserial_from_counts
 from cfviewer.errors import CfviewerError
+from cfviewer.study.simulate import simulate_frame
 
 Q = "confidence"
 
@@ -199,7 +199,7 @@ def test_bootstrap_seeded_and_sensible():
 
 
 def test_compare_arms_is_reproducible_per_seed():
-    df = simulate_responses(3, 30, seed=5)
+    df = simulate_frame(3, 30, seed=5)
     a = compare_arms(df, "Method A", "Method B", n_boot=300, seed=4)
     b = compare_arms(df, "Method A", "Method B", n_boot=300, seed=4)
     pd.testing.assert_frame_equal(a, b)
@@ -222,20 +222,37 @@ def test_holm_hand_computation():
         holm([1.5])
 
 
-def test_compare_arms_holm_over_family():
-    df = simulate_responses(3, 36, seed=1)
+def test_compare_arms_holm_within_the_primary_and_the_exploratory_family():
+    df = simulate_frame(3, 36, seed=1)
     out = compare_arms(df, "Method A", "Method B", n_boot=50)
-    np.testing.assert_allclose(out["p_holm"], holm(out["p"]), equal_nan=True)
+    primary = out[out["family"] == "primary"]
+    # default primary analysis: all cases, each question; everything else is exploratory
+    assert set(primary["stratum_kind"]) == {"all"} and len(primary) == df["question"].nunique()
+    assert set(out.loc[out["stratum_kind"] != "all", "family"]) == {"exploratory"}
+    for fam in ("primary", "exploratory"):
+        part = out[out["family"] == fam]
+        np.testing.assert_allclose(part["p_holm"], holm(part["p"]), equal_nan=True)
+    # the confirmatory tests are not diluted by the exploratory rows
+    everything = holm(out["p"])
+    assert (primary["p_holm"].to_numpy() <= everything[primary.index] + 1e-12).all()
     by_q = compare_arms(df, "Method A", "Method B", n_boot=50, holm_by=("question",))
-    for _, part in by_q.groupby("question"):
+    for _, part in by_q.groupby(["family", "question"]):
         np.testing.assert_allclose(part["p_holm"], holm(part["p"]), equal_nan=True)
     assert (by_q["p_holm"] <= out["p_holm"] + 1e-12).all()
+    one = compare_arms(df, "Method A", "Method B", n_boot=50, primary_questions=["confidence"],
+                       primary_strata=("all", "stratum"))
+    prim = one[one["family"] == "primary"]
+    assert set(prim["question"]) == {"confidence"} and set(prim["stratum_kind"]) == {"all", "stratum"}
+    with pytest.raises(AnalysisInputError, match="primary questions"):
+        compare_arms(df, "Method A", "Method B", n_boot=10, primary_questions=["nope"])
+    with pytest.raises(AnalysisInputError, match="unknown primary strata"):
+        compare_arms(df, "Method A", "Method B", n_boot=10, primary_strata=("everything",))
 
 
 # ----------------------------------------------------------------------- strata, pairing
 
 def test_strata_and_case_means():
-    df = simulate_responses(4, 24, seed=2)
+    df = simulate_frame(4, 24, seed=2)
     out = compare_arms(df, "Method A", "Method B", n_boot=100)
     assert list(out.columns) == list(RESULT_COLUMNS)
     for q in df["question"].unique():
@@ -437,7 +454,7 @@ def test_krippendorff_degenerate():
 # ----------------------------------------------------------------------- summary, figures
 
 def test_describe_matches_numpy():
-    df = simulate_responses(3, 12, seed=9)
+    df = simulate_frame(3, 12, seed=9)
     out = describe(df)
     q = df["question"].iloc[0]
     sel = df[(df["arm"] == "Method B") & (df["question"] == q) & (df["stratum"] == "FP")]
@@ -454,7 +471,7 @@ def test_describe_matches_numpy():
 
 
 def test_figures_build():
-    df = simulate_responses(3, 18, seed=3)
+    df = simulate_frame(3, 18, seed=3)
     comparison = compare_arms(df, "Method A", "Method B", n_boot=50)
     fig = likert_figure(df)
     assert isinstance(fig, go.Figure)
@@ -471,16 +488,16 @@ def test_figures_build():
 
 
 def test_analyze_report():
-    df = simulate_responses(2, 12, seed=0)  # simulated: analysed only when asked, and marked
+    df = simulate_frame(2, 12, seed=0)  # simulated: analysed only when asked, and marked
     report = analyze(df, n_boot=50, include_simulated=True)
     assert (report.arm_a, report.arm_b) == ("Method A", "Method B")
-    assert set(report.tables()) == {"comparison", "summary", "kappa", "alpha"}
+    assert set(report.tables()) >= {"comparison", "summary", "kappa", "alpha", "mrmc", "mrmc_auc", "mrmc_components"}
     assert report.includes_simulated and "simulated" in report.title
     with pytest.raises(AnalysisInputError, match="no answers from real readers"):
         analyze(df, n_boot=50)
     real = analyze(df.assign(simulated=False), n_boot=50, figures=False)
     assert not real.includes_simulated and "simulated" not in real.title
-    assert set(report.figures) == {"responses", "paired_means", "pathology"}
+    assert set(report.figures) == {"responses", "paired_means", "pathology", "roc"}
     assert len(report.kappa) == 2 * 2  # one reader pair x 2 arms x 2 questions
     three = pd.concat([df, df[df["arm"] == "Method A"].assign(arm="Method C")])
     with pytest.raises(AnalysisInputError, match="3 arm"):
@@ -517,7 +534,7 @@ def test_case_bootstrap_is_wider_for_correlated_readers():
     lo_p, hi_p = bootstrap_rank_biserial(d, n_boot=2000, seed=1)
     lo_c, hi_c = bootstrap_rank_biserial(d, n_boot=2000, seed=1, clusters=cases)
     assert (hi_c - lo_c) > 1.5 * (hi_p - lo_p)
-    df = simulate_responses(4, 30, seed=2)
+    df = simulate_frame(4, 30, seed=2)
     by_pair = compare_arms(df, "Method A", "Method B", strata=("all",), n_boot=300)
     by_case = compare_arms(df, "Method A", "Method B", strata=("all",), n_boot=300,
                            boot_unit="case")

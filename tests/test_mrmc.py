@@ -278,3 +278,36 @@ def test_sizing_table_and_guards():
     with pytest.raises(sizing.SizingError, match="effect size"):
         sizing.cases_needed(sizing.VAN_DYKE, 5, 0.0)
     assert sizing.cases_needed(sizing.VAN_DYKE, 2, 0.01, max_cases=300) is None
+
+
+def test_study_analyze_cli_reports_the_mrmc_analysis_and_the_primary_family(tmp_path, capsys):
+    import json
+
+    from cfviewer.cli import main
+    from cfviewer.study.simulate import simulate_readers
+    from test_study_support import build_study
+
+    b = build_study(tmp_path, n_cases=60, per_pathology=4, readers=())
+    simulate_readers(b.db, b.name, n_readers=4, seed=1)
+    b.db.dispose()
+    out = tmp_path / "analysis"
+    assert main(["study", "analyze", str(b.root), "--include-simulated", "--n-boot", "50",
+                 "--no-figures", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "MRMC (Obuchowski-Rockette/Hillis" in text and "primary (confirmatory) analysis: all" in text
+    summary = pd.read_csv(out / "mrmc.csv")
+    row = summary.iloc[0]
+    assert row["subset"] == "all cases" and row["readers"] == 4 and row["TP"] + row["FP"] == row["cases"]
+    assert row["simulated_included"]  # the simulated answers are marked here too
+    auc = pd.read_csv(out / "mrmc_auc.csv")
+    assert set(auc.columns) >= {"reader", "Method A", "Method B"}
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert set(comparison["family"]) == {"primary", "exploratory"}
+    assert json.loads((out / "analysis.json").read_text())["simulated_included"] is True
+    # a declared primary family: only the confidence question's all-cases row
+    assert main(["study", "analyze", str(b.root), "--include-simulated", "--n-boot", "50", "--no-figures",
+                 "--out", str(out), "--primary-question", "confidence", "--no-mrmc"]) == 0
+    comparison = pd.read_csv(out / "comparison.csv")
+    prim = comparison[comparison["family"] == "primary"]
+    assert list(prim["question"]) == ["confidence"] and list(prim["stratum_kind"]) == ["all"]
+    assert prim["p_holm"].iloc[0] == pytest.approx(prim["p"].iloc[0])  # a family of one

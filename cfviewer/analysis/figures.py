@@ -2,7 +2,8 @@
 
 - `likert_figure(df)`: response counts per arm, stacked 1..5 bars, one panel per question;
 - `paired_means_figure(comparison)`: mean rating of arm A and arm B per stratum with 95 % CIs;
-- `pathology_figure(comparison)`: mean paired difference (B - A) per pathology with 95 % CIs.
+- `pathology_figure(comparison)`: mean paired difference (B - A) per pathology with 95 % CIs;
+- `roc_figure(result, frame)`: readers' empirical ROC curves per arm (MRMC analysis).
 
 The last two take the table returned by `compare_arms`, so figures and statistics agree.
 CIs of means are t intervals (mean +- t_{0.975, n-1} * SD / sqrt(n)) over the pairs of the
@@ -148,4 +149,31 @@ def pathology_figure(comparison: pd.DataFrame, confidence: float = 0.95) -> go.F
         xaxis_title=f"rating difference ({arm_b} - {arm_a})", scattermode="group",
         height=120 + 40 * table["stratum"].nunique() * max(1, len(qs)) // 2)
     fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def roc_figure(result, frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Empirical ROC curves of the readers' ratings per arm (`cfviewer.analysis.mrmc`): one thin
+    line per reader, the arm's colour, its reader-averaged AUC in the legend. ``result`` is the
+    `ORHResult` of ``frame`` (columns reader, modality, case, truth, rating)."""
+    from cfviewer.analysis.mrmc import roc_points
+
+    fig = go.Figure()
+    for k, m in enumerate(result.modalities):
+        colour = ARM_COLORS[k % len(ARM_COLORS)]
+        part = frame[frame["modality"].astype(str) == m]
+        for j, (reader, g) in enumerate(part.groupby("reader", sort=True)):
+            fpf, tpf = roc_points(g["rating"].to_numpy(), g["truth"].to_numpy())
+            auc = float(result.auc.loc[str(reader), m])
+            fig.add_trace(go.Scatter(
+                x=fpf, y=tpf, mode="lines", line=dict(color=colour, width=1.5), opacity=0.75,
+                legendgroup=m, showlegend=j == 0,
+                name=f"{m}: mean AUC {result.modality_means[m]:.3f}",
+                hovertemplate=f"{m}, reader {reader} (AUC {auc:.3f})<br>FPF %{{x:.2f}}, TPF %{{y:.2f}}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot", width=1),
+                             showlegend=False, hoverinfo="skip"))
+    fig.update_layout(title=title or None, height=360, margin=dict(l=50, r=10, t=40 if title else 10, b=45),
+                      xaxis=dict(title="false positives called correct (FPF)", range=[0, 1], constrain="domain"),
+                      yaxis=dict(title="true positives called correct (TPF)", range=[0, 1], scaleanchor="x"),
+                      legend=dict(orientation="h", y=-0.25))
     return fig

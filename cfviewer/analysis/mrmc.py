@@ -534,4 +534,8 @@ def summary_table(analyses: Sequence[StudyMRMC], analysis: str = "RRRC") -> pd.D
                         "analysis": analysis})
         row["note"] = "; ".join(res.notes) or None
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    for c in ("readers", "cases", "TP", "FP"):
+        if c in out.columns:
+            out[c] = out[c].astype("Int64")
+    return out

@@ -63,7 +63,7 @@ DEFAULT_MIN_PAIRS = 6
 """Below 6 pairs a two-sided exact signed-rank test cannot reach p < 0.05 (p >= 2/2^5)."""
 
 RESULT_COLUMNS: tuple[str, ...] = (
-    "question", "stratum_kind", "stratum", "arm_a", "arm_b", "n_pairs", "n_used", "n_zero",
+    "question", "stratum_kind", "stratum", "family", "arm_a", "arm_b", "n_pairs", "n_used", "n_zero",
     "n_unpaired", "mean_a", "sd_a", "mean_b", "sd_b", "mean_diff", "sd_diff", "statistic",
     "p", "p_holm", "r_rb", "ci_low", "ci_high", "zero_method", "alternative", "method", "note",
 )
@@ -446,6 +446,8 @@ def compare_arms(
     holm_by: Sequence[str] | None = None,
     confidence: float = 0.95,
     boot_unit: str = "pair",
+    primary_strata: Sequence[str] = ("all",),
+    primary_questions: Iterable[object] | None = None,
 ) -> pd.DataFrame:
     """Paired Wilcoxon comparison of arm_b against arm_a, one row per question x stratum.
 
@@ -460,8 +462,12 @@ def compare_arms(
       arms, then one Wilcoxon over cases (n_pairs = number of cases).
 
     ``statistic`` and ``p`` are scipy.stats.wilcoxon's (``method`` is the p-value method
-    scipy used). ``p_holm`` is Holm-adjusted over every non-NaN p of the returned table, or
-    within groups of the columns in ``holm_by`` (e.g. ``("question",)``). ``r_rb`` is the
+    scipy used). ``family`` is ``"primary"`` for the study's declared confirmatory analysis
+    (rows whose stratum kind is in ``primary_strata`` and, when ``primary_questions`` is given,
+    whose question is one of them; default: all cases, every question) and ``"exploratory"``
+    for every other row. ``p_holm`` is Holm-adjusted within each family (the confirmatory
+    tests are never diluted by the exploratory strata), and further within groups of the
+    columns in ``holm_by`` (e.g. ``("question",)``). ``r_rb`` is the
     matched-pairs rank-biserial correlation and ``ci_low``/``ci_high`` its percentile
     bootstrap CI (``n_boot`` resamples, seeded per row from ``seed``); ``boot_unit="pair"``
     resamples pairs, ``"case"`` resamples cases with all their pairs (each reader's reading of
@@ -486,6 +492,12 @@ def compare_arms(
         if bad:
             raise AnalysisInputError(
                 f"holm_by columns {bad} unknown; use question, stratum_kind or stratum")
+    if isinstance(primary_strata, str):
+        primary_strata = (primary_strata,)
+    bad_primary = [s for s in primary_strata if s not in STRATUM_KINDS]
+    if bad_primary:
+        raise AnalysisInputError(
+            f"unknown primary strata {bad_primary}; choose from {', '.join(STRATUM_KINDS)}")
     if boot_unit not in ("pair", "case"):
         raise AnalysisInputError(f"boot_unit {boot_unit!r} must be 'pair' or 'case'")
     df = check_responses(df)
@@ -518,9 +530,17 @@ def compare_arms(
     out = pd.DataFrame(rows)
     out["p_holm"] = np.nan
     if len(out):
-        if holm_by:
-            for _, part in out.groupby(list(holm_by), sort=False):
-                out.loc[part.index, "p_holm"] = holm(part["p"].to_numpy())
-        else:
-            out["p_holm"] = holm(out["p"].to_numpy())
+        pq = None if primary_questions is None else (
+            [primary_questions] if isinstance(primary_questions, str) else list(primary_questions))
+        is_primary = out["stratum_kind"].isin(list(primary_strata))
+        if pq is not None:
+            unknown_q = [q for q in pq if q not in set(out["question"])]
+            if unknown_q:
+                raise AnalysisInputError(
+                    f"primary questions {unknown_q} are not among the analysed questions "
+                    f"({', '.join(map(str, pd.unique(out['question'])))})")
+            is_primary &= out["question"].isin(pq)
+        out["family"] = np.where(is_primary, "primary", "exploratory")
+        for _, part in out.groupby(["family", *(holm_by or ())], sort=False):
+            out.loc[part.index, "p_holm"] = holm(part["p"].to_numpy())
     return out.reindex(columns=list(RESULT_COLUMNS))

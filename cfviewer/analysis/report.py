@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cfviewer.analysis.agreement import krippendorff_alpha, reader_kappa
-from cfviewer.analysis.figures import likert_figure, paired_means_figure, pathology_figure
+from cfviewer.analysis.figures import likert_figure, paired_means_figure, pathology_figure, roc_figure
 from cfviewer.analysis.inputs import (
     AnalysisInputError,
     check_responses,
@@ -45,6 +45,11 @@ class AnalysisReport:
     simulated_excluded: int = 0
     """Answers from simulated readers left out (include_simulated=False)."""
     simulated_excluded_readers: int = 0
+    mrmc: list = field(default_factory=list)
+    """`cfviewer.analysis.mrmc.StudyMRMC` per subset (all cases, then each pathology): can the
+    readers tell true from false positives by their confidence, and better under arm B?"""
+    primary: dict = field(default_factory=dict)
+    """The declared confirmatory analysis (strata, questions) that `family` marks."""
 
     @property
     def includes_simulated(self) -> bool:
@@ -82,11 +87,34 @@ class AnalysisReport:
         """The tables by file stem, e.g. for writing CSVs next to the export. Each has a first
         column `simulated_included` (True when the report includes simulated answers)."""
         out = {}
-        for stem, table in {"comparison": self.comparison, "summary": self.summary,
-                            "kappa": self.kappa, "alpha": self.alpha}.items():
+        tables = {"comparison": self.comparison, "summary": self.summary,
+                  "kappa": self.kappa, "alpha": self.alpha}
+        tables.update(self.mrmc_tables())
+        for stem, table in tables.items():
             t = table.copy()
             t.insert(0, "simulated_included", self.includes_simulated)
             out[stem] = t
+        return out
+
+
+    def mrmc_tables(self) -> dict[str, pd.DataFrame]:
+        """mrmc (one row per subset: AUC per arm, difference, CI, p under random readers and
+        cases), mrmc_auc (reader x arm AUCs), mrmc_components, mrmc_tests (all three analyses)."""
+        if not self.mrmc:
+            return {}
+        from cfviewer.analysis.mrmc import summary_table
+
+        out = {"mrmc": summary_table(self.mrmc)}
+        for stem in ("auc", "components", "tests", "differences"):
+            parts = []
+            for a in self.mrmc:
+                if a.result is not None:
+                    t = a.result.tables()[stem].copy()
+                    t.insert(0, "subset", a.subset)
+                    t.insert(0, "question", a.question)
+                    parts.append(t)
+            if parts:
+                out[f"mrmc_{stem}"] = pd.concat(parts, ignore_index=True)
         return out
 
 
@@ -116,6 +144,9 @@ def analyze(
     include_simulated: bool = False,
     study: str | None = None,
     include_hint: str = "pass include_simulated=True",
+    primary_strata: Sequence[str] = ("all",),
+    primary_questions: Iterable[object] | None = None,
+    mrmc_question: str | None = "confidence",
 ) -> AnalysisReport:
     """compare_arms + describe + reader_kappa + krippendorff_alpha (+ the three figures).
 
@@ -126,6 +157,12 @@ def analyze(
     True; then the report is marked (title, tables' `simulated_included`, figure titles). When
     no row is left the AnalysisInputError says why (naming `study` when given) and how to go
     on (`include_hint`).
+
+    The comparison's `family` column marks the declared primary (confirmatory) analysis
+    (`primary_strata`, `primary_questions`; default all cases, every question); Holm adjusts
+    within it. With `mrmc_question` (default "confidence") the report also holds the MRMC
+    analysis of that rating as a score for "the prediction is right" (TP vs FP), per arm
+    (`report.mrmc`, tables `mrmc*`, figure "roc"); None skips it.
     """
     if isinstance(df, pd.DataFrame):
         sim = simulated_mask(df)
@@ -144,7 +181,8 @@ def analyze(
         arm_a, arm_b = default_arms(df)
     comparison = compare_arms(df, arm_a, arm_b, questions=questions, strata=strata,
                               zero_method=zero_method, alternative=alternative,
-                              n_boot=n_boot, seed=seed, boot_unit=boot_unit)
+                              n_boot=n_boot, seed=seed, boot_unit=boot_unit,
+                              primary_strata=primary_strata, primary_questions=primary_questions)
     chosen = df[df["arm"].isin([arm_a, arm_b])]
     if questions is not None:
         qs = [questions] if isinstance(questions, str) else list(questions)
@@ -159,8 +197,18 @@ def analyze(
         report.simulated_readers = tuple(sorted(map(str, pd.unique(chosen.loc[in_sim, "reader"]))))
     else:
         report.simulated_excluded, report.simulated_excluded_readers = n_sim, len(sim_readers)
+    report.primary = {"strata": list(primary_strata) if not isinstance(primary_strata, str) else [primary_strata],
+                      "questions": None if primary_questions is None else (
+                          [primary_questions] if isinstance(primary_questions, str) else list(primary_questions))}
+    if mrmc_question is not None and mrmc_question in set(chosen["question"]) and "stratum" in chosen.columns:
+        from cfviewer.analysis.mrmc import analyze_study
+
+        report.mrmc = analyze_study(chosen, mrmc_question, arms=[str(arm_a), str(arm_b)])
     if figures:
         report.figures["responses"] = likert_figure(chosen, arms=[arm_a, arm_b])
+        first = report.mrmc[0] if report.mrmc else None
+        if first is not None and first.result is not None:
+            report.figures["roc"] = roc_figure(first.result, first.frame)
         report.figures["paired_means"] = paired_means_figure(comparison)
         if "pathology" in strata:
             report.figures["pathology"] = pathology_figure(comparison)

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "explain",    # cfviewer explain: one explanation of one image
     "bench",      # cfviewer bench: explainer benchmark on phantoms (+ speed tables)
     "study",      # cfviewer study ...: create/import/sample/readers/precompute/status/export/analyze
+    "sample_size",  # cfviewer sample-size: readers x cases for MRMC power (Hillis & Obuchowski)
     "demo",       # cfviewer demo: build the embedded demo study
 )
 
