@@ -167,10 +167,8 @@ def search_notes(e: Any) -> list[str]:
         return [f"the search stopped at lambda 0: {why}, so no other lambda was checked and the "
                 "frames do not change. There is nothing this search can lower; a forced fix_range "
                 "would show frames no rule has checked (they are checked afterwards and warned about)"]
-    walk = search.get("walk_lower", search.get("lower"))
+    farthest = search.get("checked", search.get("lower"))
     n = int(search.get("lower_index", 0)) + 1
-    refine = e.evaluations.get("refine_images", 0) if e.evaluations else 0
-    return [f"no checked lambda lowers the prediction: the search checked lambda 0 to {walk:.4g} "
-            f"({n} walk points{f' and {refine} refinement points' if refine else ''}; stopped by "
-            f"{reason}) and none gave a lower prediction within the pixel limit, so the frames do not "
-            "change"]
+    return [f"no checked lambda lowers the prediction: the search checked lambda 0 to {farthest:.4g} "
+            f"({n} points, search_mode={search.get('mode', 'walk')}; stopped by {reason}) and none gave a "
+            "lower prediction within the pixel limit, so the frames do not change"]

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "Explainer",
     "ExplainerParameterError",
+    "ExplainerParams",
     "Explanation",
+    "RetiredParameterWarning",
     "get_explainer",
     "list_explainers",
     "register",
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
     from cfviewer.explain.base import (  # noqa: F401
         Explainer,
         ExplainerParameterError,
+        ExplainerParams,
         Explanation,
+        RetiredParameterWarning,
         get_explainer,
         list_explainers,
         register,

@@ -54,7 +54,8 @@ Plain maps: ``adversarial_diff`` = |x_s - x_a| (SyCE's explanation, section 4.2 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -66,10 +67,15 @@ from cfviewer.explain.base import (
     ExplainerParameterError,
     Explanation,
     Timer,
+    param,
     register,
     to_map,
 )
-from cfviewer.explain.latentshift import SEARCH_DEFAULTS, LatentShiftExplainer, decision_record
+from cfviewer.explain.latentshift import (
+    LatentShiftExplainer,
+    LatentShiftSearchParams,
+    decision_record,
+)
 
 VARIANTS = ("v1", "v2", "v2_smooth", "diff", "diff_x")
 REFERENCE_RESOLUTION = 224
@@ -124,37 +130,35 @@ def gaussian_smooth(m: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
     ).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class AdversarialParams(LatentShiftSearchParams):
+    """Parameters of ``adversarial_fi`` and its aliases. The Latent Shift search parameters
+    (inherited, :class:`~cfviewer.explain.latentshift.LatentShiftSearchParams`) make the
+    default pair's x_a; they are unused when the pair is given to ``explain``."""
+
+    variant: Literal["v1", "v2", "v2_smooth", "diff", "diff_x"] = param(
+        "v2_smooth", "E_FI v1 / v2 (eq. 4, 5), v2 smoothed (eq. 5 with k_sigma), |x_s - x_a| (SyCE) "
+        "or |x - x_a| (CyCE)")
+    steps: int = param(50, "M, the midpoint Riemann points on the path (section 4.2, eq. 6)", minimum=1)
+    batch_size: int = param(25, "path points per backward pass (memory vs speed)", minimum=1)
+    smooth_kernel: int = param(28, "Gaussian kernel side at 224 px (section 4.2), scaled with R", minimum=1)
+    smooth_sigma: float = param(2.0, "Gaussian sigma in pixels at 224 px (section 4.2), scaled with R", above=0.0)
+
+
 class AdversarialExplainer(Explainer):
-    """E_FI v1 / v2 / v2_smooth and the |x_s - x_a|, |x - x_a| maps (module docstring)."""
+    """E_FI v1 / v2 / v2_smooth and the |x_s - x_a|, |x - x_a| maps (module docstring);
+    parameters: :class:`AdversarialParams`."""
 
     name = "adversarial_fi"
     needs_autoencoder = False  # only the default pair needs it (checked when used)
-    defaults: dict[str, Any] = {
-        "variant": "v2_smooth",
-        "steps": 50,
-        "batch_size": 25,
-        "smooth_kernel": 28,  # at 224 px (Charachon et al. section 4.2), scaled with R
-        "smooth_sigma": 2.0,
-        **SEARCH_DEFAULTS,
-        "n_frames": 10,
-        "max_batch": 16,
-    }
-    _LS_KEYS = tuple(SEARCH_DEFAULTS) + ("n_frames", "max_batch")
+    Params = AdversarialParams
+    _LS_KEYS = tuple(LatentShiftSearchParams.names())
 
     def validate(self) -> None:
-        p = self.params
-        if p["variant"] not in VARIANTS:
-            raise self._bad("variant", f"must be one of {', '.join(VARIANTS)}")
-        if p["steps"] < 1:
-            raise self._bad("steps", "must be >= 1")
-        if p["batch_size"] < 1:
-            raise self._bad("batch_size", "must be >= 1")
-        if p["smooth_kernel"] < 1 or p["smooth_sigma"] <= 0:
-            raise self._bad("smooth_kernel", "and smooth_sigma must be positive")
         self._latentshift: LatentShiftExplainer | None = None
         if getattr(self.bundle, "autoencoder", None) is not None:
             self._latentshift = LatentShiftExplainer(
-                self.bundle, method="latentshift", **{k: p[k] for k in self._LS_KEYS}
+                self.bundle, method="latentshift", **self.config.subset(LatentShiftSearchParams)
             )
 
     def _explain_tensors(
@@ -293,4 +297,4 @@ for _v in ("v1", "v2", "v2_smooth"):
 register("adversarial_diff", AdversarialExplainer, variant="diff")
 register("adversarial_diff_x", AdversarialExplainer, variant="diff_x")
 
-__all__ = ["AdversarialExplainer", "gaussian_smooth", "path_gradients", "smoothing_geometry"]
+__all__ = ["AdversarialExplainer", "AdversarialParams", "gaussian_smooth", "path_gradients", "smoothing_geometry"]

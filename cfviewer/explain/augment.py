@@ -13,27 +13,32 @@ Transforms (seeded, ``numpy.random.SeedSequence(seed)``): rotation uniform in
 the resolution) on each axis, zoom uniform in [``zoom_min``, ``zoom_max``] = [0.9, 1.0]
 (zoom z < 1 shows a z-sized central field enlarged, as Keras' ``zoom_range``); horizontal
 flips off by default (``flip=True`` enables them with probability 0.5: chest laterality
-matters). Implemented with ``torch.nn.functional.affine_grid`` / ``grid_sample`` (bilinear);
-the inverse uses the inverted affine matrix. The transformed image is border-padded.
+matters). The affines and the warp are the training augmentation's
+(:func:`cfviewer.models.data.affine_matrices`, :func:`~cfviewer.models.data.warp`:
+``affine_grid`` / ``grid_sample``, bilinear), with this module's own seeded draws; the inverse
+uses the inverted affine matrix. The transformed image is border-padded.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cfviewer.explain.base import (
     Explainer,
     ExplainerParameterError,
+    ExplainerParams,
     Explanation,
     Timer,
     explainer_class,
+    param,
     register,
 )
+from cfviewer.models.data import affine_matrices, warp
 
 REFERENCE_RESOLUTION = 224
 
@@ -51,16 +56,15 @@ def random_affines(
     """n x 2 x 3 affine matrices (``affine_grid`` convention: output coords -> input coords,
     normalised to [-1, 1]); ``max_shift`` is in pixels at 224 px."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    thetas = np.zeros((n, 2, 3), dtype=np.float64)
+    draws = np.zeros((5, n), dtype=np.float64)  # angle, zoom, tx, ty, flip
     shift_px = max_shift * resolution / REFERENCE_RESOLUTION
     for i in range(n):
         angle = math.radians(rng.uniform(-max_rotation, max_rotation))
         zoom = rng.uniform(zoom_min, zoom_max)
         tx, ty = rng.uniform(-shift_px, shift_px, size=2) * 2.0 / resolution
-        sx = -1.0 if flip and rng.uniform() < 0.5 else 1.0
-        c, s = math.cos(angle), math.sin(angle)
-        thetas[i] = [[zoom * c * sx, -zoom * s, tx], [zoom * s * sx, zoom * c, ty]]
-    return torch.from_numpy(thetas).float()
+        draws[:, i] = angle, zoom, tx, ty, bool(flip and rng.uniform() < 0.5)
+    angle, zoom, tx, ty, flips = torch.from_numpy(draws)
+    return affine_matrices(angle, 1.0 / zoom, tx, ty, flips > 0).float()
 
 
 def invert_affines(thetas: torch.Tensor) -> torch.Tensor:
@@ -72,13 +76,6 @@ def invert_affines(thetas: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(full)[:, :2].float()
 
 
-def warp(images: torch.Tensor, thetas: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Apply affines to N x 1 x R x R images (bilinear, align_corners=False)."""
-    thetas = thetas.to(images.device, images.dtype)
-    grid = F.affine_grid(thetas, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
-
-
 def realign(maps: torch.Tensor, thetas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Bring maps computed on T_i(x) back to x's frame: (maps, coverage weights in [0, 1])."""
     inv = invert_affines(thetas)
@@ -87,21 +84,30 @@ def realign(maps: torch.Tensor, thetas: torch.Tensor) -> tuple[torch.Tensor, tor
     return back, cover
 
 
+@dataclass(frozen=True)
+class AugmentedParams(ExplainerParams):
+    """Parameters of ``augmented`` (``get_explainer(name, bundle, augment=N)`` builds it)."""
+
+    base: str = param("gradient", "the registered explainer whose maps are averaged")
+    n: int = param(8, "N, the random transforms (plus the identity)", minimum=0)
+    seed: int = param(0, "seed of the transforms (numpy SeedSequence)")
+    max_rotation: float = param(5.0, "rotation uniform in +- this many degrees", minimum=0.0)
+    max_shift: float = param(10.0, "shift uniform in +- this many pixels at 224 px (scaled with R)", minimum=0.0)
+    zoom_min: float = param(0.9, "zoom uniform in [zoom_min, zoom_max]", above=0.0)
+    zoom_max: float = param(1.0, "zoom uniform in [zoom_min, zoom_max]", above=0.0)
+    flip: bool = param(False, "horizontal flips with probability 0.5 (chest laterality matters)")
+    base_params: dict | None = param(None, "the base explainer's parameters")
+
+    def check(self, explainer: str) -> None:
+        if self.zoom_min > self.zoom_max:
+            raise self.bad(explainer, "zoom_min", "must satisfy 0 < zoom_min <= zoom_max")
+
+
 class AugmentedExplainer(Explainer):
     """Wrap any registered explainer with augmentation averaging (module docstring)."""
 
     name = "augmented"
-    defaults: dict[str, Any] = {
-        "base": "gradient",
-        "n": 8,
-        "seed": 0,
-        "max_rotation": 5.0,
-        "max_shift": 10.0,
-        "zoom_min": 0.9,
-        "zoom_max": 1.0,
-        "flip": False,
-        "base_params": None,
-    }
+    Params = AugmentedParams
 
     def __init__(self, bundle: Any, *, method: str | None = None, **params: Any):
         super().__init__(bundle, method=method, **params)
@@ -114,14 +120,6 @@ class AugmentedExplainer(Explainer):
             raise self._bad("base", "cannot be 'augmented' itself")
         base_cls, fixed = explainer_class(p["base"])
         base_params = p["base_params"] or {}
-        if not isinstance(base_params, dict):
-            raise self._bad("base_params", "must be a dict of the base explainer's parameters")
-        if p["n"] < 0:
-            raise self._bad("n", "must be >= 0")
-        if p["max_rotation"] < 0 or p["max_shift"] < 0:
-            raise self._bad("max_rotation", "and max_shift must be >= 0")
-        if not 0 < p["zoom_min"] <= p["zoom_max"]:
-            raise self._bad("zoom_min", "must satisfy 0 < zoom_min <= zoom_max")
         self.base = base_cls(self.bundle, method=p["base"], **{**fixed, **base_params})
         self.params["base_params"] = dict(self.base.params)
 

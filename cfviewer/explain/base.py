@@ -5,11 +5,14 @@ Every explainer is built as ``get_explainer(name, bundle, **params)`` and used a
 ``explainer.explain(image, target)`` (one film, H x W, any size: made the model input by
 ``Bundle.model_input``, i.e. cropped to its field of view and resized to R x R) or ``explainer.explain_batch(images, targets)``. The result is a plain dataclass
 of numpy arrays, so the UI, the benchmark and the tests consume the same thing.
+
+Each explainer's parameters are one typed, documented frozen dataclass (``Explainer.Params``,
+:mod:`cfviewer.explain.params`): ``get_explainer("latentshift", bundle, n_frames=12)`` checks
+every name, type and range, and ``LatentShiftExplainer.describe_params()`` lists them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,11 +21,14 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from cfviewer.errors import CfviewerError, UnknownExplainerError
-
-
-class ExplainerParameterError(CfviewerError):
-    """A parameter given to an explainer is unknown or has an invalid value."""
+from cfviewer.errors import UnknownExplainerError
+from cfviewer.explain.params import (  # noqa: F401  (re-exported)
+    ExplainerParameterError,
+    ExplainerParams,
+    RetiredParameterWarning,
+    param,
+    params_from_defaults,
+)
 
 
 @dataclass
@@ -130,21 +136,34 @@ class Timer:
 
 
 class Explainer:
-    """Base class. Subclasses set ``defaults`` (every accepted parameter with its default) and
-    implement :meth:`_explain_tensors`; batching is per subclass.
+    """Base class. Subclasses set ``Params`` (a frozen :class:`ExplainerParams` dataclass:
+    every accepted parameter with its type, default and documentation) and implement
+    :meth:`_explain_tensors`; batching is per subclass.
 
-    Parameters are validated at construction: an unknown name or a value of the wrong type
-    raises :class:`ExplainerParameterError` naming the accepted parameters.
+    Parameters are checked at construction (:meth:`ExplainerParams.build`): an unknown name,
+    a value of the wrong type or out of range raises :class:`ExplainerParameterError` naming
+    the parameter, the explainer and the valid names. ``self.config`` is the typed instance,
+    ``self.params`` the same values as a plain dict (what an :class:`Explanation` records),
+    ``defaults`` (class attribute) the defaults as a dict.
     """
 
     name: ClassVar[str] = "explainer"
+    Params: ClassVar[type[ExplainerParams]] = ExplainerParams
     defaults: ClassVar[dict[str, Any]] = {}
     needs_autoencoder: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" not in cls.__dict__ and "defaults" in cls.__dict__:
+            # a subclass that still declares a plain ``defaults`` dict: typed by its values
+            cls.Params = params_from_defaults(f"{cls.__name__}Params", cls.__dict__["defaults"])
+        cls.defaults = cls.Params.defaults()
 
     def __init__(self, bundle: Any, *, method: str | None = None, **params: Any):
         self.bundle = bundle
         self.method = method or self.name
-        self.params: dict[str, Any] = self._resolve_params(params)
+        self.config: ExplainerParams = self.Params.build(self.method, params)
+        self.params: dict[str, Any] = self.config.as_dict()
         if self.needs_autoencoder and getattr(bundle, "autoencoder", None) is None:
             from cfviewer.errors import BundleError
 
@@ -155,28 +174,17 @@ class Explainer:
             )
         self.validate()
 
-    # ------------------------------------------------------------------ parameters
     @classmethod
-    def _resolve_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(params) - set(cls.defaults))
-        if unknown:
-            known = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()) or "(none)"
-            raise ExplainerParameterError(
-                f"explainer {cls.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"its parameters are: {known}"
-            )
-        out = dict(cls.defaults)
-        for key, value in params.items():
-            out[key] = coerce_value(cls.name, key, value, cls.defaults[key])
-        return out
+    def describe_params(cls) -> str:
+        """The explainer's parameters, one per line (name, type, default, documentation)."""
+        return cls.Params.describe()
 
     def validate(self) -> None:
-        """Check parameter values (subclasses raise ExplainerParameterError)."""
+        """Checks that need the bundle (value checks live in ``Params.check``); subclasses
+        raise ``self._bad(name, why)``."""
 
     def _bad(self, key: str, why: str) -> ExplainerParameterError:
-        return ExplainerParameterError(
-            f"explainer {self.method!r}: parameter {key}={self.params[key]!r} {why}"
-        )
+        return self.config.bad(self.method, key, why)
 
     # ------------------------------------------------------------------ public API
     def explain(self, image: np.ndarray | torch.Tensor, target: str, **kwargs: Any) -> Explanation:
@@ -243,59 +251,6 @@ def to_map(t: torch.Tensor) -> np.ndarray:
     if a.ndim == 4:
         a = a[:, 0]
     return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------- value coercion
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def coerce_value(method: str, key: str, value: Any, default: Any) -> Any:
-    """Coerce ``value`` (possibly a string from the command line) to the type of ``default``.
-
-    Strings are parsed as JSON when the default is not a string (so ``"[0, 1]"`` and ``"null"``
-    work); ``None`` defaults accept anything."""
-    def fail(why: str) -> ExplainerParameterError:
-        return ExplainerParameterError(
-            f"explainer {method!r}: parameter {key}={value!r} {why} (default {default!r})"
-        )
-
-    if default is None or value is None:
-        if isinstance(value, str) and default is None:
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError:
-                return value
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, np.integer)) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise fail("is not a boolean (use true/false)")
-    if isinstance(default, str):
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return float(value)  # e.g. a numeric baseline where a named one is the default
-        if not isinstance(value, str):
-            raise fail("is not a string")
-        return value
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise fail("cannot be parsed") from None
-    if isinstance(default, int):
-        numeric = isinstance(value, (int, float, np.integer, np.floating))
-        if isinstance(value, bool) or not numeric or not float(value).is_integer():
-            raise fail("is not an integer")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise fail("is not a number")
-        return float(value)
-    return value
 
 
 # ---------------------------------------------------------------------- registry

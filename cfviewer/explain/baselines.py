@@ -19,7 +19,8 @@ already applies the sigmoid, as torchxrayvision's models do) and return an R x R
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from captum.attr import (
@@ -31,17 +32,74 @@ from captum.attr import (
 )
 
 from cfviewer.errors import BundleError
-from cfviewer.explain.base import Explainer, Explanation, Timer, register, to_map
+from cfviewer.explain.base import (
+    Explainer,
+    ExplainerParams,
+    Explanation,
+    Timer,
+    param,
+    register,
+    to_map,
+)
+
+
+@dataclass(frozen=True)
+class CaptumParams(ExplainerParams):
+    """Parameters shared by the captum baselines."""
+
+    batch_size: int = param(16, "images per captum call (memory vs speed; no effect on the maps)", minimum=1)
+
+
+@dataclass(frozen=True)
+class GradientParams(CaptumParams):
+    """``gradient``: |d p / d x| (captum ``Saliency(abs=True)``)."""
+
+
+@dataclass(frozen=True)
+class GuidedBackpropParams(CaptumParams):
+    """``guided_backprop`` (captum ``GuidedBackprop``)."""
+
+    abs: bool = param(True, "map = |attribution| (True) or the signed attribution (False)")
+
+
+@dataclass(frozen=True)
+class IntegratedGradientsParams(GuidedBackpropParams):
+    """``integrated_gradients`` (captum ``IntegratedGradients``)."""
+
+    batch_size: int = param(4, "images per captum call (memory vs speed; no effect on the maps)", minimum=1)
+    n_steps: int = param(50, "integration steps (captum n_steps)", minimum=1)
+    baseline: str | float = param(
+        "zeros", "baseline image: 'zeros' (0 in model space, mid-grey), 'min' (-1024, black), "
+        "'max' (1024) or a number in [-1024, 1024]")
+    method: Literal["riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre"] = param(
+        "gausslegendre", "captum's integral approximation")
+    internal_batch_size: int = param(64, "path points per forward/backward pass (captum)", minimum=1)
+
+    def check(self, explainer: str) -> None:
+        b = self.baseline
+        if b in ("zeros", "min", "max"):
+            return
+        try:
+            v = float(b)
+        except (TypeError, ValueError):
+            raise self.bad(explainer, "baseline", "must be 'zeros' (0 in model space), 'min' (-1024), "
+                           "'max' (1024) or a number in [-1024, 1024]") from None
+        if not -1024.0 <= v <= 1024.0:
+            raise self.bad(explainer, "baseline", "must lie in [-1024, 1024]")
+
+
+@dataclass(frozen=True)
+class GradCamParams(CaptumParams):
+    """``gradcam`` (captum ``LayerGradCam`` + ``LayerAttribution.interpolate``)."""
+
+    interpolate_mode: Literal["bilinear", "nearest", "bicubic", "area"] = param(
+        "bilinear", "upsampling of the coarse map to R x R")
 
 
 class CaptumExplainer(Explainer):
     """Shared batching: one captum call per chunk of ``batch_size`` images."""
 
-    defaults: dict[str, Any] = {"batch_size": 16}
-
-    def validate(self) -> None:
-        if self.params["batch_size"] < 1:
-            raise self._bad("batch_size", "must be >= 1")
+    Params = CaptumParams
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         """N x 1 x R x R (or N x 1 x h x w for Grad-CAM) attributions."""
@@ -95,7 +153,7 @@ class CaptumExplainer(Explainer):
 
 class GradientExplainer(CaptumExplainer):
     name = "gradient"
-    defaults = {"batch_size": 16}
+    Params = GradientParams
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         return Saliency(self.bundle.classifier).attribute(x, target=idx, abs=True)
@@ -106,7 +164,7 @@ class GradientExplainer(CaptumExplainer):
 
 class GuidedBackpropExplainer(CaptumExplainer):
     name = "guided_backprop"
-    defaults = {"batch_size": 16, "abs": True}
+    Params = GuidedBackpropParams
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         return GuidedBackprop(self.bundle.classifier).attribute(x, target=idx)
@@ -114,30 +172,7 @@ class GuidedBackpropExplainer(CaptumExplainer):
 
 class IntegratedGradientsExplainer(CaptumExplainer):
     name = "integrated_gradients"
-    defaults = {
-        "batch_size": 4,
-        "abs": True,
-        "n_steps": 50,
-        "baseline": "zeros",
-        "method": "gausslegendre",
-        "internal_batch_size": 64,
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        if self.params["n_steps"] < 1:
-            raise self._bad("n_steps", "must be >= 1")
-        b = self.params["baseline"]
-        if b not in ("zeros", "min", "max"):
-            try:
-                v = float(b)
-            except (TypeError, ValueError):
-                raise self._bad(
-                    "baseline", "must be 'zeros' (0 in model space), 'min' (-1024), 'max' "
-                    "(1024) or a number in [-1024, 1024]"
-                ) from None
-            if not -1024.0 <= v <= 1024.0:
-                raise self._bad("baseline", "must lie in [-1024, 1024]")
+    Params = IntegratedGradientsParams
 
     def baseline_value(self) -> float:
         b = self.params["baseline"]
@@ -163,10 +198,9 @@ class IntegratedGradientsExplainer(CaptumExplainer):
 
 class GradCamExplainer(CaptumExplainer):
     name = "gradcam"
-    defaults = {"batch_size": 16, "interpolate_mode": "bilinear"}
+    Params = GradCamParams
 
     def validate(self) -> None:
-        super().validate()
         if getattr(self.bundle.classifier, "target_layer", None) is None:
             raise BundleError(
                 f"gradcam needs bundle.classifier.target_layer (its last convolutional block); "
@@ -190,8 +224,13 @@ for _cls in (GradientExplainer, GuidedBackpropExplainer, IntegratedGradientsExpl
     register(_cls.name, _cls)
 
 __all__ = [
+    "CaptumParams",
     "GradCamExplainer",
+    "GradCamParams",
     "GradientExplainer",
+    "GradientParams",
     "GuidedBackpropExplainer",
+    "GuidedBackpropParams",
     "IntegratedGradientsExplainer",
+    "IntegratedGradientsParams",
 ]
