@@ -646,6 +646,26 @@ def resize(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- display
+# The one mapping of the image convention to 8-bit grey (every picture cfviewer shows or
+# writes: the viewer, overlays, panels, GIFs, PNGs) and the one "Auto" window. They live here,
+# with the convention they map, torch-free: the reader's process uses them.
+
+AUTO_PERCENTILES = (0.5, 99.5)
+"""The "Auto" window: the image's own 0.5th to 99.5th percentile."""
+
+
+def display_window(image: np.ndarray, percentiles: tuple[float, float] = AUTO_PERCENTILES) -> tuple[float, float]:
+    """Grey window (lo, hi) from the image's own ``percentiles`` (default: "Auto").
+
+    A range under one image unit (an almost flat image) falls back to the image's min..max,
+    and when that is under one unit too, to the full range [-1024, 1024]."""
+    arr = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(arr, percentiles)
+    if not hi - lo >= 1.0:
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if not hi - lo >= 1.0:
+            lo, hi = LO, HI
+    return float(lo), float(hi)
 
 
 def to_display_uint8(img: np.ndarray, lo: float = LO, hi: float = HI) -> np.ndarray:

@@ -481,3 +481,32 @@ def test_size_problem_names_the_minimum() -> None:
     msg = imaging.size_problem(1, 1)
     assert "1x1" in msg and f"{imaging.MIN_SIDE} px" in msg
     assert "31x64" in imaging.size_problem(64, 31)
+
+
+def test_auto_window_is_the_percentiles_with_flat_fallbacks() -> None:
+    img = ramp()
+    lo, hi = imaging.display_window(img)
+    assert imaging.AUTO_PERCENTILES == (0.5, 99.5)
+    assert (lo, hi) == tuple(float(v) for v in np.percentile(img.astype(np.float64), (0.5, 99.5)))
+    assert imaging.display_window(img, (0.0, 100.0)) == (-1024.0, 1024.0)
+    # almost flat (the percentiles span under one unit) -> min..max; flat -> the full range
+    speck = np.zeros((20, 20), np.float32)
+    speck[0, 0] = 300.0
+    assert imaging.display_window(speck) == (0.0, 300.0)
+    assert imaging.display_window(np.full((8, 8), 5.0, np.float32)) == (-1024.0, 1024.0)
+
+
+def test_the_one_8bit_windowing_serves_draw_and_viewer() -> None:
+    from cfviewer.explain import draw, render
+    from cfviewer.ui import viewer
+
+    img = ramp(50, 60)
+    assert draw.display_window is imaging.display_window and render.to_grey is draw.to_grey
+    np.testing.assert_array_equal(draw.to_grey(img), imaging.to_display_uint8(img, *imaging.display_window(img)))
+    np.testing.assert_array_equal(draw.to_grey(img, (-100.0, 100.0)), imaging.window(img, 0, 200))
+    w = viewer.preset_window(img, "Auto")  # the same window, in the sliders' whole units
+    lo, hi = imaging.display_window(img)
+    assert (w.center, w.width) == (round((lo + hi) / 2), round(hi - lo))
+    np.testing.assert_array_equal(viewer.windowed(img, w), imaging.window(img, w.center, w.width))
+    with pytest.raises(imaging.WindowError):
+        draw.to_grey(img, (5.0, 5.0))  # an empty window is refused, not divided by zero

@@ -285,3 +285,29 @@ def test_resume_after_autoencoder_change_reuses_classifier(tiny_data, tmp_path):
     with pytest.raises(TrainConfigError, match="another training config"):
         run_training(other, tmp_path / "c", work_dir=tmp_path / "w", progress=False,
                      data=tiny_data, device="cpu", resume=True, log=lambda s: None)
+
+
+def test_one_affine_for_training_and_explanation_augmentation():
+    import math
+
+    from cfviewer.explain.augment import random_affines, warp as explain_warp
+    from cfviewer.models.data import affine_matrices, warp
+
+    assert explain_warp is warp
+    angle, scale = torch.tensor([0.0, math.pi / 2]), torch.tensor([1.0, 2.0])
+    shift = torch.tensor([0.1, -0.2])
+    th = affine_matrices(angle, scale, shift, -shift, flip=torch.tensor([False, True]))
+    torch.testing.assert_close(th[0], torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, -0.1]]))
+    torch.testing.assert_close(th[1], torch.tensor([[0.0, -0.5, -0.2], [-0.5, 0.0, 0.2]]), atol=1e-7, rtol=0)
+    # random_affines draws its own (seeded) values and builds them with affine_matrices
+    rng = np.random.default_rng(np.random.SeedSequence(3))
+    a = math.radians(rng.uniform(-5, 5))
+    z = rng.uniform(0.9, 1.0)
+    tx, ty = rng.uniform(-10 * 64 / 224, 10 * 64 / 224, size=2) * 2.0 / 64
+    expect = affine_matrices(torch.tensor([a], dtype=torch.float64), torch.tensor([1 / z], dtype=torch.float64),
+                             torch.tensor([tx], dtype=torch.float64), torch.tensor([ty], dtype=torch.float64))
+    torch.testing.assert_close(random_affines(1, seed=3, resolution=64), expect.float())
+    # the identity affine leaves an image as it is
+    x = torch.linspace(-1024, 1024, 16 * 16).reshape(1, 1, 16, 16)
+    same = affine_matrices(torch.zeros(1), torch.ones(1), torch.zeros(1), torch.zeros(1))
+    torch.testing.assert_close(warp(x, same), x, atol=1e-3, rtol=0)

@@ -31,7 +31,7 @@ def test_window_maps_level_and_width_to_grey(ramp):
     assert g[0, 0] == 0 and g[0, -1] == 255  # outside the window: clipped
     mid = g[0, np.argmin(np.abs(img[0]))]
     assert 120 <= mid <= 135
-    with pytest.raises(viewer.ViewerError):
+    with pytest.raises(imaging.WindowError, match="width"):  # the one windowing: imaging's
         viewer.windowed(img, viewer.Window(0, 0))
 
 

@@ -1,5 +1,6 @@
-"""Torch-free drawing of explanation maps: grey window, map normalisation, colour map,
-heat-map overlay (numpy, Pillow and matplotlib only).
+"""Torch-free drawing of explanation maps: grey image, map normalisation, colour map,
+heat-map overlay (numpy, Pillow and matplotlib only). The grey window itself is
+:mod:`cfviewer.imaging`'s (``display_window``, ``to_display_uint8``; re-exported here).
 
 The reader side of the web app (`cfviewer.ui.viewer`) draws overlays from precomputed maps
 with these functions, so a reader's process never imports torch: this module must not import
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cfviewer.errors import CfviewerError
+from cfviewer.imaging import display_window, to_display_uint8
 
 __all__ = ["RenderError", "display_window", "to_grey", "normalise_map", "colormap", "overlay", "map_image"]
 
@@ -21,22 +23,11 @@ class RenderError(CfviewerError):
     """An explanation cannot be rendered with the requested options."""
 
 
-def display_window(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
-    """Grey window (lo, hi) from the image's own percentiles (full range if flat)."""
-    lo, hi = np.percentile(np.asarray(image, dtype=np.float64), percentiles)
-    if not hi > lo:
-        lo, hi = float(np.min(image)), float(np.max(image))
-        if not hi > lo:
-            lo, hi = -1024.0, 1024.0
-    return float(lo), float(hi)
-
-
 def to_grey(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
     """Image in [-1024, 1024] -> uint8 grey with the given (lo, hi) window (default: the
-    image's 0.5-99.5 percentiles)."""
+    image's "Auto" window, :func:`cfviewer.imaging.display_window`)."""
     lo, hi = window if window is not None else display_window(image)
-    y = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    return to_display_uint8(image, lo, hi)
 
 
 def normalise_map(heat: np.ndarray, percentile: float = 99.0, low_percentile: float = 0.0) -> np.ndarray:

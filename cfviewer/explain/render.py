@@ -39,6 +39,7 @@ from cfviewer.explain.draw import (  # noqa: F401
     overlay,
     to_grey,
 )
+from cfviewer.formatting import number
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
     from cfviewer.explain.base import Explanation
@@ -131,22 +132,18 @@ def frame_captions(explanation: Explanation) -> list[list[str]]:
     preds = _frame_preds(e)
     lambdas = np.asarray(e.lambdas, dtype=np.float64) if e.lambdas is not None else None
     i0 = int(np.argmin(np.abs(lambdas))) if lambdas is not None else None
-    head = f"{e.target} · original p = {_fmt_p(e.pred_original)}"
+    head = f"{e.target} · original p = {number(e.pred_original, 2)}"
     out = []
     for k in order:
         if i0 is not None and k == i0:
             p_rec = e.pred_reconstruction if e.pred_reconstruction is not None else preds[k]
-            line = f"reconstruction p = {_fmt_p(p_rec)}"
+            line = f"reconstruction p = {number(p_rec, 2)}"
         elif lambdas is not None:
-            line = f"lambda = {_fmt_lambda(float(lambdas[k]))}, p = {_fmt_p(preds[k])}"
+            line = f"lambda = {_fmt_lambda(float(lambdas[k]))}, p = {number(preds[k], 2)}"
         else:
-            line = f"frame {k}, p = {_fmt_p(preds[k])}"
+            line = f"frame {k}, p = {number(preds[k], 2)}"
         out.append([head, line])
     return out
-
-
-def _fmt_p(p: float | None) -> str:
-    return f"{float(p):.2f}" if p is not None and np.isfinite(p) else "n/a"
 
 
 def _frame_preds(e: Explanation) -> list[float]:

@@ -22,6 +22,7 @@ saw, so the reader pages can show the same field.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -34,6 +35,7 @@ from torch import nn
 
 from cfviewer.device import resolve_device
 from cfviewer.errors import BundleError, UnknownPathologyError
+from cfviewer.files import sha256_file
 
 FORMAT = "cfviewer-bundle"
 VERSION = 1
@@ -113,6 +115,19 @@ class Bundle:
         self.device = resolve_device(device)
         self.classifier = classifier.to(self.device).eval()
         self.autoencoder = autoencoder.to(self.device).eval() if autoencoder is not None else None
+        self.directory: Path | None = None
+        """The folder :meth:`load` read this bundle from (None: built in memory)."""
+        self._identity: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """The model's name in a study (its cohort, artifacts and exports record it): for a
+        bundle loaded from a folder, :func:`bundle_identity` of that folder (hashed once, when
+        first asked); for one built in memory, ``in-memory:<meta source>:<meta seed>``."""
+        if self._identity is None:
+            self._identity = (bundle_identity(self.directory) if self.directory is not None
+                              else _in_memory_identity(self.meta))
+        return self._identity
 
     # ------------------------------------------------------------------ inference
     def field_of_view(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
@@ -290,7 +305,7 @@ class Bundle:
                 f"{doc['pathologies']}"
             )
         try:
-            return cls(
+            bundle = cls(
                 classifier=classifier,
                 autoencoder=autoencoder,
                 pathologies=doc["pathologies"],
@@ -304,6 +319,30 @@ class Bundle:
             raise BundleError(f"{doc_path}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise BundleError(f"{doc_path}: invalid metadata ({exc})") from None
+        bundle.directory = directory
+        return bundle
+
+
+def bundle_identity(directory: str | Path | None, bundle: Bundle | None = None) -> str:
+    """The name a study records for the model that made its predictions:
+    ``<folder name>@<first 12 hex of a sha256 over the folder's file names and file sha256s>``.
+
+    Hashes the files of ``directory`` and loads nothing (no model is built: callable where
+    only the folder is at hand). With ``directory`` None, the name of the in-memory
+    ``bundle`` from its meta, ``in-memory:<meta source>:<meta seed>`` (whether or not it was
+    loaded from a folder; :attr:`Bundle.identity` names a loaded bundle by its folder)."""
+    if directory is None:
+        return _in_memory_identity(getattr(bundle, "meta", {}) or {})
+    d = Path(directory)
+    h = hashlib.sha256()
+    for f in sorted(p for p in d.iterdir() if p.is_file()):
+        h.update(f.name.encode())
+        h.update(sha256_file(f).encode())
+    return f"{d.name}@{h.hexdigest()[:12]}"
+
+
+def _in_memory_identity(meta: Mapping[str, Any]) -> str:
+    return f"in-memory:{meta.get('source', 'bundle')}:{meta.get('seed', '')}"
 
 
 # ---------------------------------------------------------------------- helpers

@@ -131,14 +131,9 @@ def augment(
     angle = u(-rotate_deg, rotate_deg) * math.pi / 180
     s = 1.0 + u(-scale, scale)
     tx, ty = u(-shift, shift) * 2, u(-shift, shift) * 2
-    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    theta = torch.stack(
-        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
-    ).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    theta = affine_matrices(angle, s, tx, ty)
     # Outside the film is background: pad with the minimum (air), not a border smear.
-    out = F.grid_sample(x + 1024.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out = out - 1024.0
+    out = warp(x + 1024.0, theta, padding_mode="zeros") - 1024.0
     c = (1.0 + u(-contrast, contrast)).view(n, 1, 1, 1)
     b = u(-brightness, brightness).view(n, 1, 1, 1)
     out = out * c + b
@@ -148,6 +143,32 @@ def augment(
     if noise > 0:
         out = out + torch.randn(out.shape, generator=generator).to(dev) * noise
     return out.clamp(-1024.0, 1024.0)
+
+
+def affine_matrices(angle: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor,
+                    flip: torch.Tensor | None = None) -> torch.Tensor:
+    """N x 2 x 3 matrices in the ``affine_grid`` convention (output coordinates -> input
+    coordinates, both normalised to [-1, 1]) from (N,) tensors: rotation by ``angle``
+    (radians), magnification ``scale`` (> 1 enlarges: the output shows the central 1/scale
+    of the input), shift (``shift_x``, ``shift_y``) in normalised units, and a horizontal
+    mirror where ``flip`` is true. The one random affine of both augmentations, each drawing
+    its own values: :func:`augment` (training) and :mod:`cfviewer.explain.augment`
+    (augmentation averaging of explanations)."""
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    if flip is None:
+        cos_x, sin_x = cos, sin
+    else:
+        mirror = 1.0 - 2.0 * flip.to(cos.dtype)
+        cos_x, sin_x = cos * mirror, sin * mirror
+    return torch.stack([torch.stack([cos_x, -sin, shift_x], 1), torch.stack([sin_x, cos, shift_y], 1)], 1)
+
+
+def warp(images: torch.Tensor, thetas: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Apply affines (:func:`affine_matrices`) to N x 1 x H x W images (bilinear,
+    ``align_corners=False``); outside the input is ``padding_mode`` (grid_sample's)."""
+    thetas = thetas.to(images.device, images.dtype)
+    grid = F.affine_grid(thetas, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

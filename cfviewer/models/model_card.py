@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from cfviewer.errors import CfviewerError
+from cfviewer.formatting import number
 from cfviewer.models.bundle import Bundle
 from cfviewer.models.data import phantom_config, phantom_data
 from cfviewer.models.evaluation import roc_auc, sensitivity_specificity
@@ -159,14 +160,6 @@ def evaluate_bundle(bundle: Bundle, n: int = 1000, seed: int = 2026, progress: b
 
 
 # ---------------------------------------------------------------------- markdown
-def _f(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "n/a" if np.isnan(v) else f"{v:.{nd}f}"
-    return str(v)
-
-
 def _weights_size(bundle_dir: Path | None) -> str:
     if bundle_dir is None or not Path(bundle_dir).is_dir():
         return "n/a"
@@ -252,28 +245,28 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         if cfg.get("autoencoder_note"):
             add(f"  {cfg['autoencoder_note']}")
     add(f"- Wall time ({tr.get('device', '?')}, {tr.get('cpu_count', '?')} CPU cores shared with "
-        f"other jobs): phantoms {_f(secs.get('data'), 0)} s, classifier "
-        f"{_f(secs.get('classifier'), 0)} s, autoencoder {_f(secs.get('autoencoder'), 0)} s.")
+        f"other jobs): phantoms {number(secs.get('data'), 0)} s, classifier "
+        f"{number(secs.get('classifier'), 0)} s, autoencoder {number(secs.get('autoencoder'), 0)} s.")
     add(f"- Weights on disk: {_weights_size(Path(bundle_dir) if bundle_dir else None)}.")
     add(f"- Thresholds: {tr.get('thresholds_method', 'stored')} "
         "(Youden's J on the validation split; 0.5 = 'fixed').")
     add("")
     add(f"## Classification on {report['n']} held-out phantoms")
     add("")
-    add(f"Mean AUC **{_f(report['mean_auc'])}** (lowest {_f(report['min_auc'])}; targets: mean "
+    add(f"Mean AUC **{number(report['mean_auc'])}** (lowest {number(report['min_auc'])}; targets: mean "
         ">= 0.90, each >= 0.80).")
     add("")
     add("| pathology | positives | AUC | threshold | sensitivity | specificity |")
     add("|---|---|---|---|---|---|")
     for p, v in report["per_pathology"].items():
-        add(f"| {p} | {v['n_pos']} / {v['n_pos'] + v['n_neg']} | {_f(v['auc'])} | "
-            f"{_f(v['threshold'])} | {_f(v['sensitivity'])} | {_f(v['specificity'])} |")
+        add(f"| {p} | {v['n_pos']} / {v['n_pos'] + v['n_neg']} | {number(v['auc'])} | "
+            f"{number(v['threshold'])} | {number(v['sensitivity'])} | {number(v['specificity'])} |")
     if "autoencoder" in report:
         a = report["autoencoder"]
         add("")
         add("## Autoencoder")
         add("")
-        add(f"- Reconstruction MAE: **{_f(a['mae'], 1)}** in [-1024, 1024] units = "
+        add(f"- Reconstruction MAE: **{number(a['mae'], 1)}** in [-1024, 1024] units = "
             f"{100 * a['mae_fraction_of_range']:.2f} % of the intensity range; "
             f"{100 * a['mae_relative_to_mean_abs_deviation']:.1f} % of the mean absolute deviation "
             f"of an image from its own mean.")
@@ -291,9 +284,9 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
             d_neg = v["mean_pred_neg_recon"] - v["mean_pred_neg"]
             dp.append(d_pos)
             dn.append(d_neg)
-            add(f"| {p} | {_f(v['mean_pred_pos'])} | {_f(v['mean_pred_pos_recon'])} | {d_pos:+.3f} | "
-                f"{_f(v['mean_pred_neg'])} | {_f(v['mean_pred_neg_recon'])} | {d_neg:+.3f} | "
-                f"{_f(v['auc_reconstruction'])} |")
+            add(f"| {p} | {number(v['mean_pred_pos'])} | {number(v['mean_pred_pos_recon'])} | {d_pos:+.3f} | "
+                f"{number(v['mean_pred_neg'])} | {number(v['mean_pred_neg_recon'])} | {d_neg:+.3f} | "
+                f"{number(v['auc_reconstruction'])} |")
         add(f"| **mean** | | | **{np.nanmean(dp):+.3f}** | | | **{np.nanmean(dn):+.3f}** | |")
         lost = [p for p, d in zip(report["per_pathology"], dp) if d < -0.3]
         if lost:
@@ -309,7 +302,7 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         add("")
         add("In the training phantoms a chest tube accompanies 80 % of pneumothoraces and 5 % of "
             "other images, so a classifier can learn the tube as a shortcut. Rate = fraction "
-            f"predicted positive at the stored threshold ({_f(bundle.thresholds.get('Pneumothorax'))}).")
+            f"predicted positive at the stored threshold ({number(bundle.thresholds.get('Pneumothorax'))}).")
         add("")
         add("| group | n | predicted positive | mean prediction |")
         add("|---|---|---|---|")
@@ -324,7 +317,7 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         for key, label in labels.items():
             if key in s:
                 v = s[key]
-                add(f"| {label} | {v['n']} | {_f(v['positive_rate'])} | {_f(v['mean_pred'])} |")
+                add(f"| {label} | {v['n']} | {number(v['positive_rate'])} | {number(v['mean_pred'])} |")
         a, b = s.get("targeted_tube_only_negatives"), s.get("targeted_no_tube_negatives")
         if a and b:
             ratio = a["positive_rate"] / b["positive_rate"] if b["positive_rate"] > 0 else float("inf")
@@ -341,14 +334,14 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         add("| epoch | classifier train loss | val loss | val mean AUC |")
         add("|---|---|---|---|")
         for h in hist:
-            add(f"| {h['epoch']} | {_f(h.get('train_loss'), 4)} | {_f(h.get('val_loss'), 4)} | {_f(h.get('val_mean_auc'))} |")
+            add(f"| {h['epoch']} | {number(h.get('train_loss'), 4)} | {number(h.get('val_loss'), 4)} | {number(h.get('val_mean_auc'))} |")
         ah = tr.get("autoencoder_history") or []
         if ah:
             add("")
             add("| epoch | autoencoder train loss | val MAE |")
             add("|---|---|---|")
             for h in ah:
-                add(f"| {h['epoch']} | {_f(h.get('train_loss'), 4)} | {_f(h.get('val_mae'), 1)} |")
+                add(f"| {h['epoch']} | {number(h.get('train_loss'), 4)} | {number(h.get('val_mae'), 1)} |")
         add("")
     add("## Limitations")
     add("")

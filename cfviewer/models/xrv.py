@@ -32,7 +32,6 @@ environment where torchxrayvision is installed), like any cfviewer bundle.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -48,6 +47,7 @@ from torch import nn
 
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import BundleError, CfviewerError, UnknownPathologyError
+from cfviewer.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,6 @@ class _Loaded:
         self.pickled, self.sha256 = pickled, sha256
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _as_state(obj: Any) -> dict[str, torch.Tensor] | None:
     if isinstance(obj, nn.Module):
         # Modules pickled by old torch versions lack this attribute (as torchxrayvision patches).
@@ -299,7 +291,7 @@ def _read_weights(path: str | os.PathLike, role: str, trust_pickle: bool) -> _Lo
             "torchxrayvision weights (they cannot be downloaded by cfviewer)"
         )
     pickled = False
-    sha256 = _sha256(p)
+    sha256 = sha256_file(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as first:  # noqa: BLE001 - torch raises many types

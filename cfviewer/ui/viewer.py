@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cfviewer import imaging
 from cfviewer.errors import CfviewerError
 
 VIEW_SIZE = 1024  # px cap of the rendered viewer image (shown at the column width, >= 512 px)
@@ -29,8 +30,8 @@ TILE_SIZE = 512  # px cap of each explanation tile
 MAX_ZOOM = 8.0
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    # name: (low, high) percentiles of the image's own values
-    "Auto": (0.5, 99.5),
+    # name: (low, high) percentiles of the image's own values (cfviewer.imaging.display_window)
+    "Auto": imaging.AUTO_PERCENTILES,
     "Lungs": (1.0, 65.0),
     "Mediastinum / bone": (35.0, 99.9),
     "Full range": (-1.0, -1.0),  # special: [-1024, 1024]
@@ -55,8 +56,6 @@ def _stamp(path: str | Path) -> tuple[str, int, int]:
 
 @lru_cache(maxsize=64)
 def _load_pixels(path: str, size: int, mtime: int) -> np.ndarray:
-    from cfviewer import imaging
-
     arr = imaging.load(path)
     arr.setflags(write=False)
     return arr
@@ -155,10 +154,8 @@ def preset_window(img: np.ndarray, preset: str) -> Window:
     lo_p, hi_p = WINDOW_PRESETS[preset]
     if lo_p < 0:
         return Window(0.0, 2048.0)
-    lo, hi = np.percentile(np.asarray(img, dtype=np.float64), (lo_p, hi_p))
-    if not hi - lo >= 1.0:
-        return Window(float((lo + hi) / 2), 64.0)
-    return Window(round(float((lo + hi) / 2)), max(1.0, round(float(hi - lo))))
+    lo, hi = imaging.display_window(img, (lo_p, hi_p))
+    return Window(round((lo + hi) / 2), max(1.0, round(hi - lo)))  # whole units: the sliders'
 
 
 def crop_box(height: int, width: int, zoom: float, pan_x: float, pan_y: float) -> tuple[int, int, int, int]:
@@ -175,11 +172,9 @@ def crop_box(height: int, width: int, zoom: float, pan_x: float, pan_y: float) -
 
 
 def windowed(img: np.ndarray, window: Window) -> np.ndarray:
-    """float image -> uint8 grey with the window (clipped)."""
-    if not window.width > 0:
-        raise ViewerError(f"window width {window.width:g} must be positive")
-    y = (np.asarray(img, dtype=np.float32) - np.float32(window.low)) * np.float32(255.0 / window.width)
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    """float image -> uint8 grey with the window (clipped; :func:`cfviewer.imaging.window`,
+    which raises imaging.WindowError for a width <= 0)."""
+    return imaging.window(img, window.center, window.width)
 
 
 def _fit(arr: np.ndarray, size: int) -> Image.Image:
