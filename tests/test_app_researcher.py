@@ -92,6 +92,18 @@ def test_setup_overview_and_adding_readers_shows_their_links_once(fx, monkeypatc
     assert any("Welcome, dana" in t.value for t in at2.title)
 
 
+def test_setup_page_sizes_the_study_from_van_dyke_until_real_answers_exist(fx, monkeypatch):
+    at = _page(_signed_in(fx, monkeypatch), "pages/researcher/admin_setup.py")
+    assert not at.exception, at.exception
+    assert any("Van Dyke" in c.value for c in at.caption)
+    table = next(d.value for d in at.dataframe if "readers" in d.value.columns and "ddf" in d.value.columns)
+    assert list(table["readers"])[:3] == [3, 4, 5] and int(table.loc[table["readers"] == 6, "cases"].iloc[0]) == 170
+    next(n for n in at.number_input if n.label == "AUC difference to detect").set_value(0.1).run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "ddf" in d.value.columns)
+    assert int(table.loc[table["readers"] == 6, "cases"].iloc[0]) < 170
+
+
 def test_setup_import_reports_every_problem_and_imports_nothing(fx, monkeypatch, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -177,6 +189,15 @@ def test_progress_analysis_and_export_with_simulated_readers(fx, monkeypatch):
                "simulated readers" in c.value for c in at.caption)
     comparison = at.dataframe[0].value
     assert set(comparison["stratum_kind"]) >= {"all", "stratum", "pathology"}
+    # Holm within the declared primary analysis (all cases x each question); the rest exploratory
+    assert set(comparison.loc[comparison["family"] == "primary", "stratum_kind"]) == {"all"}
+    assert any("Primary (confirmatory) analysis: all" in c.value for c in at.caption)
+    # the MRMC tab: confidence as a score for TP vs FP, per arm, readers and cases random
+    mrmc = at.dataframe[1].value
+    # this small cohort has 1 false positive: the table says why there is no MRMC test
+    assert mrmc.iloc[0]["subset"] == "all cases"
+    assert "at least 2 positive and 2 negative" in mrmc.iloc[0]["note"]
+    assert any(b.proto.label == "Download the MRMC tables (CSV)" for b in at.get("download_button"))
     assert len(at.get("plotly_chart")) >= 2
     at.selectbox[2].set_value("wilcox").run()
     assert not at.exception, at.exception

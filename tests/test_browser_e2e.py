@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import ui_fixtures as F
-from cfviewer.ui.browser import CHROMIUM, AppServer, launch_chromium, wait_idle
+from browser import CHROMIUM, AppServer, launch_chromium, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Generous per-step limit: the machine running the tests may be busy (a step normally takes < 1 s).

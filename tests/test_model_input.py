@@ -15,8 +15,9 @@ from cfviewer import PATHOLOGIES, imaging
 from cfviewer.errors import BundleError
 from cfviewer.models import Bundle
 from cfviewer.models.bundle import CENTER_CROP
-from cfviewer.study import artifacts, cohort, design, responses, studies
+from cfviewer.study import artifacts, responses
 from cfviewer.study.db import open_database
+from cfviewer.study.demo import set_up_study
 from cfviewer.study.schema import Artifact, CohortItem, Reader
 from cfviewer.ui import viewer
 from test_study_support import positive_bundle
@@ -86,13 +87,8 @@ def nonsquare_study(tmp_path):
             w.writerow([f"c{i:02d}", name, *[(i + j) % 2 for j in range(len(PATHOLOGIES))]])
     bundle = positive_bundle()
     db = open_database(None, study_dir=root)
-    with db.write() as s:
-        st = studies.create_study(s, "ns", root)
-        studies.add_arm(s, st, "Method A", ["gradient"])
-        cohort.import_cases(s, st, cases, "labels.csv")
-        cohort.sample_cohort(s, st, bundle, per_pathology=2, bundle_id="rand")
-        studies.add_readers(s, st, ["r1"])
-        design.build_schedule(s, st)
+    set_up_study(db, "ns", root, cases=cases, bundle=bundle, bundle_id="rand",
+                 arms=[("Method A", ["gradient"])], readers=["r1"], per_pathology=2)
     rep = artifacts.precompute(db, "ns", bundle=bundle, bundle_id="rand")
     assert not rep.failed
     yield db, root, bundle

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import ui_fixtures as F
-from cfviewer.ui.browser import AppServer
+from browser import AppServer
 
 pytestmark = pytest.mark.slow
 

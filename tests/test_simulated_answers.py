@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 
 from cfviewer.analysis import AnalysisInputError, analyze, check_responses
-from cfviewer.analysis.bench import simulate_responses
 from cfviewer.cli import main
 from cfviewer.study import responses as R
 from cfviewer.study import studies
 from cfviewer.study.export import export_study, responses_frame
 from cfviewer.study.schema import Reader
-from cfviewer.study.simulate import simulate_readers
+from cfviewer.study.simulate import simulate_frame, simulate_readers
 from test_study_support import build_study
 
 ANS = {"confidence": 4, "correct_feature": 2}
@@ -159,8 +158,8 @@ def test_all_simulated_names_the_reason_and_the_fix(only_simulated):
     assert f"{N_ONLY} simulated answers from 2 simulated readers excluded" in msg
     assert "include_simulated=True" in msg and "demo" not in msg
     assert analyze(df, n_boot=50, figures=False, include_simulated=True).includes_simulated
-    # the bench's simulated table is simulated too
-    sim = simulate_responses(2, 12, seed=0)
+    # the simulated frame is simulated too
+    sim = simulate_frame(2, 12, seed=0)
     with pytest.raises(AnalysisInputError, match="no answers from real readers yet"):
         analyze(sim, n_boot=50)
 

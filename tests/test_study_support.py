@@ -39,11 +39,9 @@ def read_csv(path: Path) -> list[list[str]]:
 
 def positive_bundle(resolution: int = 32, seed: int = 0):
     """A random bundle whose thresholds make every prediction positive: TP/FP = the labels."""
-    from cfviewer.models import random_bundle
+    from cfviewer.study.demo import positive_bundle
 
-    b = random_bundle(resolution, seed)
-    b.thresholds = {p: 0.0 for p in b.pathologies}
-    return b
+    return positive_bundle(resolution, seed)
 
 
 def empty_study(tmp_path: Path, name: str = "s"):
@@ -86,24 +84,17 @@ class Built:
 
 def build_study(tmp_path: Path, *, n_cases: int = 24, per_pathology: int = 2, readers=("r1", "r2"),
                 config: dict | None = None, name: str = "t", url: str | None = None) -> Built:
-    """A study with imported cases, a sampled cohort, two arms, readers and a schedule."""
-    from cfviewer.study import cohort, design, studies
+    """A study with imported cases, a sampled cohort, the two reference arms, readers and a
+    schedule (`cfviewer.study.demo.set_up_study`, nothing precomputed)."""
     from cfviewer.study.db import open_database
+    from cfviewer.study.demo import set_up_study
 
     root = tmp_path / name
     write_cases(root / "cases", n_cases)
     db = open_database(url, study_dir=root)
-    with db.write() as s:
-        st = studies.create_study(s, name, root, config=config)
-        studies.add_arm(s, st, "Method A", ["gradient", "guided_backprop", "integrated_gradients"])
-        studies.add_arm(s, st, "Method B", [{"name": "latentshift-max", "params": {}}])
-        cohort.import_cases(s, st, root / "cases", "labels.csv")
-        cohort.sample_cohort(s, st, positive_bundle(), per_pathology=per_pathology, bundle_id="rand")
-        new = studies.add_readers(s, st, readers)
-        design.build_schedule(s, st)
-        tokens = {n.reader.name: n.token for n in new}
-        ids = {n.reader.name: n.reader.id for n in new}
-    return Built(db, name, root, tokens, ids)
+    made = set_up_study(db, name, root, cases=root / "cases", bundle=positive_bundle(), bundle_id="rand",
+                        readers=readers, per_pathology=per_pathology, config=config)
+    return Built(db, name, root, made.tokens, made.reader_ids)
 
 
 def fast_study(url: str, root: Path, *, n_cases: int, readers: int, name: str = "c") -> dict[str, int]:

@@ -1,6 +1,6 @@
 """A small study for the web-app tests (no tests here).
 
-`build_template(dir)` makes a real study with the study engine (`cfviewer.ui.bench.
+`build_template(dir)` makes a real study with the study engine (`cfviewer.study.demo.
 build_sample_study`): 24 phantoms at 64 px, a random bundle whose thresholds make every
 prediction positive (so TP / FP follow the labels), a cohort of one case per pathology, two
 arms like the reference study (gradient + guided backprop + integrated gradients vs
@@ -16,7 +16,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cfviewer.ui.bench import ARM_A, ARM_B  # noqa: F401  (the sample study's arms)
+from cfviewer.study.reference import reference_arms
+
+ARM_A, ARM_B = (methods for _, methods in reference_arms())  # the sample study's arms
 
 RES = 64
 ADMIN_PASSWORD = "correct horse battery"
@@ -44,7 +46,7 @@ class StudyFixture:
 
 def build_template(base: Path, *, readers=("alice", "bob"), name: str = "uitest",
                    config: dict | None = None, n_phantoms: int = 24) -> StudyFixture:
-    from cfviewer.ui.bench import build_sample_study
+    from cfviewer.study.demo import build_sample_study
 
     st = build_sample_study(base, name=name, readers=readers, n_phantoms=n_phantoms, image_size=RES,
                             resolution=RES, config=config)

@@ -314,7 +314,6 @@ def orh(
     cov = (K - 1) / K * dev @ dev.T
     ti, ri = np.divmod(np.arange(t * r), r)
     same_t, same_r = ti[:, None] == ti[None, :], ri[:, None] == ri[None, :]
-    diag = np.eye(t * r, dtype=bool)
     var_e = float(np.diag(cov).mean())
     cov1 = _mean_off(cov, same_r & ~same_t)
     cov2 = _mean_off(cov, same_t & ~same_r)

@@ -1,5 +1,6 @@
 """`cfviewer bench`: every registered explainer on held-out phantoms, scored against their
-pixel-exact ground truth; writes the "explainers" section of a markdown file."""
+pixel-exact ground truth (:mod:`cfviewer.evaluation`); writes the "explainers" section of a
+markdown file."""
 
 from __future__ import annotations
 
@@ -44,8 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cfviewer.bench import BENCH_SECTION, BenchOptions, run_bench
-    from cfviewer.bench_report import render_markdown, write_section
+    from cfviewer.evaluation import (
+        EVALUATION_SECTION,
+        EvaluationOptions,
+        render_markdown,
+        run_evaluation,
+        write_section,
+    )
     from cfviewer.models import Bundle
     from cfviewer.paths import demo_bundle_dir
 
@@ -56,20 +62,20 @@ def run(args: argparse.Namespace) -> int:
         "grids_per_pathology": args.grids_per_pathology, "progress": not args.no_progress,
     }
     if args.quick:
-        options = BenchOptions.quick_mode(**overrides)
+        options = EvaluationOptions.quick_mode(**overrides)
     else:
-        options = BenchOptions(**{k: v for k, v in overrides.items() if v is not None})
+        options = EvaluationOptions(**{k: v for k, v in overrides.items() if v is not None})
     bundle_dir = args.bundle if args.bundle is not None else demo_bundle_dir()
     bundle = Bundle.load(bundle_dir, device=args.device)
     desc = describe_bundle(bundle, bundle_dir)
     if args.note:
         desc["run_note"] = args.note
-    result = run_bench(bundle, options, bundle_desc=desc)
+    result = run_evaluation(bundle, options, bundle_desc=desc)
     result.command = "cfviewer bench " + " ".join(shlex.quote(a) for a in _argv(args))
-    path = write_section(args.out, BENCH_SECTION, render_markdown(result))
+    path = write_section(args.out, EVALUATION_SECTION, render_markdown(result))
     n_ok = sum(m.ran for m in result.methods) - 1
     print(f"cfviewer bench: {n_ok} explainers on {len(result.cases)} cases in "
-          f"{result.seconds / 60:.1f} min -> {path} (section '{BENCH_SECTION}')")
+          f"{result.seconds / 60:.1f} min -> {path} (section '{EVALUATION_SECTION}')")
     for m in result.methods:
         if m.error:
             print(f"  {m.name}: {m.error}", file=sys.stderr)

@@ -16,12 +16,6 @@ from typing import Any
 
 from cfviewer.errors import CfviewerError
 
-DEFAULT_ARMS = (
-    ("Method A", ["gradient", "guided_backprop", "integrated_gradients"]),
-    ("Method B", ["latentshift-max"]),
-)
-"""The reference study's arms (Cohen et al.): three captum maps vs Latent Shift + animation."""
-
 
 def study_location(value: str) -> tuple[str, Path]:
     """(name, folder) from a study name (study_data/<name>) or a folder path."""
@@ -63,7 +57,7 @@ def _bar(total: int, desc: str, quiet: bool = False):
 # ------------------------------------------------------------------------------ commands ---
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from cfviewer.study import studies
+    from cfviewer.study import reference, setup, studies
 
     name, root = study_location(args.study)
     cfg: dict[str, Any] = {"sessions_per_arm": args.sessions_per_arm, "min_gap_hours": args.min_gap_hours}
@@ -78,40 +72,30 @@ def cmd_create(args: argparse.Namespace) -> int:
     db = open_database(args.db, study_dir=root)
     if args.pathologies:
         cfg["pathologies"] = [p.strip() for p in args.pathologies.split(",") if p.strip()]
-    questions = studies.DEFAULT_QUESTIONS
+    questions = reference.DEFAULT_QUESTIONS
     if args.questions:
         try:
             questions = json.loads(Path(args.questions).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CfviewerError(f"--questions {args.questions}: cannot read a JSON list of questions ({exc})")
-    arms = [_parse_arm(a) for a in args.arm] if args.arm else [(n, list(m)) for n, m in DEFAULT_ARMS]
+    arms = [_parse_arm(a) for a in args.arm] if args.arm else None  # None: the reference study's
     if args.arms_json:
         try:
             arms = [(a["name"], a["methods"]) for a in json.loads(Path(args.arms_json).read_text())]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise CfviewerError(f"--arms-json {args.arms_json}: expected [{{\"name\": ..., \"methods\": [...]}}] ({exc})")
-    from cfviewer.explain import list_explainers
-
-    known = set(list_explainers())
-    for arm_name, methods in arms:
-        for m in methods:
-            mname = m if isinstance(m, str) else m.get("name")
-            if mname not in known:
-                raise CfviewerError(f"arm {arm_name!r}: unknown explainer {mname!r}; choose from {', '.join(sorted(known))}")
-    with db.write() as s:
-        st = studies.create_study(s, name, root, seed=args.seed, config=cfg, questions=questions)
-        for arm_name, methods in arms:
-            studies.add_arm(s, st, arm_name, methods)
+    # every input (arms, explainers, pathologies, questions, settings) is checked by the engine
+    new = setup.new_study(db, name, root, seed=args.seed, config=cfg, arms=arms, questions=questions)
     print(f"created study {name!r} in {root} (database {db.engine.url.render_as_string(hide_password=True)})")
-    for arm_name, methods in arms:
-        print(f"  arm {arm_name!r}: {', '.join(m if isinstance(m, str) else m['name'] for m in methods)}")
+    for arm_name, methods in new.arms:
+        print(f"  arm {arm_name!r}: {', '.join(methods)}")
     print(f"next: cfviewer study import {args.study} FOLDER --labels labels.csv")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from cfviewer.errors import ImportValidationError
-    from cfviewer.study import cohort, studies
+    from cfviewer.study import cohort, setup
 
     name, root, db = _open(args)
     try:
@@ -133,20 +117,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         if problems:
             raise ImportValidationError(problems)
         absent = [a.strip() for v in args.absent_pathology or () for a in v.split(",") if a.strip()]
-        with db.write() as s:
-            st = studies.get_study(s, name)
-            bar = _bar(0, "checking files", args.quiet)
+        bar = _bar(0, "checking files", args.quiet)
 
-            def prog(i: int, n: int) -> None:
-                bar.total = n
-                bar.update(i - bar.n)
+        def prog(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(i - bar.n)
 
-            pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
-            rep = cohort.import_cases(s, st, args.folder, found["--labels"], boxes_csv=found.get("--boxes"),
-                                      pathologies=pats, absent_pathologies=absent, encoding=args.encoding,
-                                      bbox_map=bbox_map, bbox_skip_unmapped=args.bbox_skip_unmapped,
-                                      bbox_scale=args.bbox_scale, copy=args.copy, progress=prog)
-            bar.close()
+        pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
+        rep = setup.import_cases(db, name, args.folder, found["--labels"], boxes_csv=found.get("--boxes"),
+                                 pathologies=pats, absent_pathologies=absent, encoding=args.encoding,
+                                 bbox_map=bbox_map, bbox_skip_unmapped=args.bbox_skip_unmapped,
+                                 bbox_scale=args.bbox_scale, copy=args.copy, progress=prog)
+        bar.close()
     except ImportValidationError as exc:
         print(f"cfviewer study import: nothing was imported; {len(exc.problems)} problem(s):", file=sys.stderr)
         for p in exc.problems:
@@ -158,75 +140,56 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from cfviewer.models import Bundle
-    from cfviewer.study import cohort, studies
+    from cfviewer.study import cohort, setup, status, studies
 
     name, root, db = _open(args)
-    with db.read() as s:
-        st = studies.get_study(s, name)
-        bdir = args.bundle or st.config.get("bundle")
+    bdir = args.bundle or status.study_overview(db, name).config.get("bundle")
     if not bdir:
         raise CfviewerError("no model bundle: pass --bundle DIR (or set it with `cfviewer study create --bundle`)")
     # --bundle is a path as typed (relative to the working directory); a stored one is
     # relative to the study folder (studies.portable_path)
     bpath = Path(bdir) if (args.bundle or Path(bdir).is_absolute()) else root / bdir
     bundle = Bundle.load(bpath, device=args.device)
-    with db.write() as s:
-        st = studies.get_study(s, name)
-        if args.bundle:
-            studies.update_config(s, st, bundle=studies.portable_path(bpath, root))
-        bar = _bar(0, "predicting", args.quiet)
+    bar = _bar(0, "predicting", args.quiet)
 
-        def prog(i: int, n: int) -> None:
-            bar.total = n
-            bar.update(i - bar.n)
+    def prog(i: int, n: int) -> None:
+        bar.total = n
+        bar.update(i - bar.n)
 
-        pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
-        rep = cohort.sample_cohort(s, st, bundle, bundle_id=cohort.bundle_identity(bpath),
-                                   per_pathology=args.per_pathology, fp_fraction=args.fp_fraction,
-                                   pathologies=pats, seed=args.seed, fill=args.fill, replace=args.replace,
-                                   progress=prog)
-        bar.close()
+    pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
+    rep = setup.sample_cohort(db, name, bundle, bundle_id=cohort.bundle_identity(bpath),
+                              bundle_setting=studies.portable_path(bpath, root) if args.bundle else None,
+                              per_pathology=args.per_pathology, fp_fraction=args.fp_fraction,
+                              pathologies=pats, seed=args.seed, fill=args.fill, replace=args.replace,
+                              progress=prog)
+    bar.close()
     print(rep)
     return 0
 
 
 def cmd_readers(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from cfviewer.study import design, responses, studies
-    from cfviewer.study.schema import Assignment, CohortItem
-    from cfviewer.study.tokens import reader_link
+    from cfviewer.study import setup, status
 
     name, root, db = _open(args)
-    new = []
-    with db.write() as s:
-        st = studies.get_study(s, name)
-        if args.add:
-            new = studies.add_readers(s, st, args.add)
-        has_cohort = s.scalars(select(CohortItem.id).where(CohortItem.study_id == st.id).limit(1)).first()
-        if has_cohort and st.readers:
-            summary = design.build_schedule(s, st, rebuild=args.reschedule)
-            if summary.assignments_added:
-                print(f"scheduled {summary.readers_scheduled} reader(s): {summary.reads_per_reader} reads each "
-                      f"in {summary.sessions_per_reader} sessions")
-        elif args.reschedule:
-            raise CfviewerError("nothing to schedule: sample a cohort and add readers first")
-        base = args.base_url or st.config.get("app_url", "http://localhost:8501/")
-        links = [(n.reader.name, reader_link(n.token, base)) for n in new]
+    if args.add:
+        res = setup.add_readers(db, name, args.add, base_url=args.base_url, reschedule=args.reschedule)
+        summary, links = res.schedule, res.links
+    else:
+        summary, links = setup.schedule_readers(db, name, rebuild=args.reschedule), []
+    if summary is not None and summary.assignments_added:
+        print(f"scheduled {summary.readers_scheduled} reader(s): {summary.reads_per_reader} reads each "
+              f"in {summary.sessions_per_reader} sessions")
     if links:
         print("reader links (shown once; only a hash of each token is stored):")
         for rname, link in links:
             print(f"  {rname}: {link}")
-        if not has_cohort:
+        if summary is None:
             print("no cohort yet: readers are scheduled when you run `cfviewer study readers` after sampling")
-    with db.read() as s:
-        st = studies.get_study(s, name)
-        for r in st.readers:
-            n_sched = len(list(s.scalars(select(Assignment.id).where(Assignment.reader_id == r.id))))
-            prog = responses.progress(s, r)
-            sessions = ", ".join(f"s{x.session} {x.done}/{x.total}" for x in prog.sessions)
-            flag = " (simulated)" if r.simulated else ""
-            print(f"  {r.name}{flag}: {prog.done}/{n_sched} reads done  [{sessions}]")
+    for r in status.reader_statuses(db, name):
+        prog = r.progress
+        sessions = ", ".join(f"s{x.session} {x.done}/{x.total}" for x in prog.sessions)
+        flag = " (simulated)" if r.simulated else ""
+        print(f"  {r.name}{flag}: {prog.done}/{prog.total} reads done  [{sessions}]")
     return 0
 
 
@@ -260,38 +223,26 @@ def cmd_precompute(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
-
-    from cfviewer.study import artifacts, responses, studies
-    from cfviewer.study.schema import Case, CohortItem, Response
+    from cfviewer.study import artifacts, status
 
     name, root, db = _open(args)
-    with db.read() as s:
-        st = studies.get_study(s, name)
-        n_cases = s.scalar(select(func.count(Case.id)).where(Case.study_id == st.id))
-        strata = s.execute(select(CohortItem.pathology, CohortItem.stratum, func.count(CohortItem.id))
-                           .where(CohortItem.study_id == st.id)
-                           .group_by(CohortItem.pathology, CohortItem.stratum)).all()
-        print(f"study {st.name!r} in {studies.study_folder(st)}")
-        print(f"  database: {db.engine.url.render_as_string(hide_password=True)}")
-        print(f"  bundle: {st.config.get('bundle')}")
-        print(f"  cases imported: {n_cases}; cohort: {sum(n for *_, n in strata)}")
-        table: dict[str, dict[str, int]] = {}
-        for p, k, n in strata:
-            table.setdefault(p, {})[k] = n
-        for p in sorted(table):
-            print(f"    {p:<16} TP {table[p].get('TP', 0):>3}  FP {table[p].get('FP', 0):>3}")
-        for a in st.arms:
-            print(f"  arm {a.name!r}: {' + '.join(a.method_names)}")
-        print(f"  questions: {', '.join(q.key for q in st.questions)}")
-        print(f"  washout: {st.config.get('sessions_per_arm', 1)} session(s) per arm, "
-              f"min gap {st.config.get('min_gap_hours', 0)} h")
-        for r in st.readers:
-            prog = responses.progress(s, r)
-            flag = " (simulated)" if r.simulated else ""
-            print(f"  reader {r.name}{flag}: {prog.done}/{prog.total} reads, session {prog.current_session}")
-        n_resp = s.scalar(select(func.count(Response.id)).join(Case).where(Case.study_id == st.id))
-        print(f"  answers stored: {n_resp}")
+    ov = status.study_overview(db, name)
+    print(f"study {ov.name!r} in {ov.root}")
+    print(f"  database: {db.engine.url.render_as_string(hide_password=True)}")
+    print(f"  bundle: {ov.config.get('bundle')}")
+    print(f"  cases imported: {ov.n_cases}; cohort: {ov.n_cohort}")
+    for p in sorted(ov.strata):
+        print(f"    {p:<16} TP {ov.strata[p].get('TP', 0):>3}  FP {ov.strata[p].get('FP', 0):>3}")
+    for a in ov.arms:
+        print(f"  arm {a['name']!r}: {' + '.join(a['methods'])}")
+    print(f"  questions: {', '.join(q['key'] for q in ov.questions)}")
+    print(f"  washout: {ov.config.get('sessions_per_arm', 1)} session(s) per arm, "
+          f"min gap {ov.config.get('min_gap_hours', 0)} h")
+    for r in status.reader_statuses(db, name):
+        flag = " (simulated)" if r.simulated else ""
+        print(f"  reader {r.name}{flag}: {r.progress.done}/{r.progress.total} reads, "
+              f"session {r.progress.current_session}")
+    print(f"  answers stored: {ov.n_answers}")
     ast = artifacts.artifact_status(db, name, verify=not args.no_verify)
     print(f"  precomputed: {ast.complete_units}/{ast.expected_units} case x arm, {ast.files} files"
           + ("" if args.no_verify else f", {len(ast.problems)} problem(s)"))
@@ -309,13 +260,11 @@ def _add_simulated_flags(p: argparse.ArgumentParser, verb: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cfviewer.study import export, studies
+    from cfviewer.study import export
 
     name, root, db = _open(args)
     out = Path(args.out) if args.out else root / "export"
-    with db.read() as s:
-        st = studies.get_study(s, name)
-        res = export.export_study(s, st, out, include_simulated=args.include_simulated)
+    res = export.export_named_study(db, name, out, include_simulated=args.include_simulated)
     print(f"exported {res.n_rows} answers to {res.out_dir}")
     if res.simulated_included:
         k = len(res.simulated_readers)
@@ -334,15 +283,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from cfviewer.analysis import analyze
-    from cfviewer.study import export, studies
+    from cfviewer.study import export
 
     name, root, db = _open(args)
-    with db.read() as s:
-        st = studies.get_study(s, name)
-        df = export.responses_frame(s, st, include_simulated=True)  # analyze leaves them out unless told
+    df = export.study_responses(db, name, include_simulated=True)  # analyze leaves them out unless told
+    primary = _primary_analysis(db, name, args)
     rep = analyze(df, args.arm_a, args.arm_b, zero_method=args.zero_method, n_boot=args.n_boot,
                   seed=args.seed, figures=not args.no_figures, include_simulated=args.include_simulated,
-                  study=name, include_hint="pass --include-simulated")
+                  study=name, include_hint="pass --include-simulated",
+                  primary_strata=primary["strata"], primary_questions=primary["questions"],
+                  mrmc_question=None if args.no_mrmc else args.mrmc_question)
     out = Path(args.out) if args.out else root / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     (out / "analysis.json").write_text(json.dumps(rep.info(), indent=2) + "\n")
@@ -363,8 +313,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"SIMULATED: {rep.simulated_note} (marked in analysis.json, every CSV's "
                   "'simulated_included' column and every figure)")
         print(view[cols].to_string(index=False) if cols else view.to_string(index=False))
+        prim = ", ".join(primary["strata"]) + (f" x {', '.join(primary['questions'])}" if primary["questions"] else "")
+        print(f"primary (confirmatory) analysis: {prim}; Holm adjusts within it. Other rows are exploratory "
+              "(column 'family').")
+        mrmc = rep.mrmc_tables().get("mrmc")
+        if mrmc is not None and len(mrmc):
+            print(f"\nMRMC (Obuchowski-Rockette/Hillis, random readers and cases): can readers tell true from "
+                  f"false positives by their {args.mrmc_question!r} rating?")
+            keep = [c for c in mrmc.columns if c not in ("simulated_included", "question", "analysis")]
+            print(mrmc[keep].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"tables and figures in {out}")
     return 0
+
+
+def _primary_analysis(db, name: str, args: argparse.Namespace) -> dict:
+    """The declared primary analysis: --primary-stratum / --primary-question, else the study's
+    config["primary_analysis"], else all cases x every question."""
+    from cfviewer.study import studies
+
+    with db.read() as s:
+        cfg = dict(studies.get_study(s, name).config or {})
+    declared = dict(cfg.get("primary_analysis") or {})
+    strata = args.primary_stratum or declared.get("strata") or ["all"]
+    questions = args.primary_question or declared.get("questions") or None
+    return {"strata": list(strata), "questions": None if questions is None else list(questions)}
 
 
 # ----------------------------------------------------------------------------- argparse ---
@@ -485,9 +457,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_simulated_flags(e, "export")
     e.set_defaults(func=cmd_export)
 
-    a = sub.add_parser("analyze", help="paired Wilcoxon tests between two arms (+ tables, figures)",
+    a = sub.add_parser("analyze", help="paired Wilcoxon tests and MRMC analysis between two arms (+ tables, figures)",
                        description="Run cfviewer.analysis.analyze on the study's answers; writes comparison, "
-                                   "summary, kappa and alpha CSVs, analysis.json and Plotly HTML figures. "
+                                   "summary, kappa and alpha CSVs, the MRMC analysis of the confidence rating "
+                                   "(mrmc*.csv, roc.html), analysis.json and Plotly HTML figures. "
                                    "Simulated readers' answers are left out unless --include-simulated; then "
                                    "the title, every CSV (column simulated_included) and every figure say so.")
     _add_common(a)
@@ -500,4 +473,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--seed", type=int, default=0)
     _add_simulated_flags(a, "analyse")
     a.add_argument("--no-figures", action="store_true", help="tables only")
+    a.add_argument("--primary-stratum", action="append", metavar="KIND",
+                   help="stratum kind(s) of the primary (confirmatory) analysis: all (default), stratum, "
+                        "pathology, reader, case_mean; Holm adjusts within the primary family, the other rows "
+                        "are exploratory (default: the study's config primary_analysis, else all)")
+    a.add_argument("--primary-question", action="append", metavar="KEY",
+                   help="question(s) of the primary analysis (default: every question)")
+    a.add_argument("--mrmc-question", default="confidence",
+                   help="the rating used as the MRMC score for 'the prediction is right' (TP vs FP); "
+                        "default confidence")
+    a.add_argument("--no-mrmc", action="store_true", help="skip the MRMC analysis")
     a.set_defaults(func=cmd_analyze)

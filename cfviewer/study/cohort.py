@@ -76,6 +76,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cfviewer.errors import CfviewerError, ImportValidationError
+from cfviewer.files import sha256_file  # also imported from here by its older callers
 from cfviewer.study.errors import StudyError
 from cfviewer.study.schema import Assignment, Case, CohortItem, Prediction, Study
 
@@ -94,14 +95,6 @@ _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 def _norm(name: str) -> str:
     return " ".join(str(name).strip().replace("_", " ").lower().split())
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -799,17 +792,15 @@ class SamplingReport:
         return "\n".join(lines)
 
 
-def bundle_identity(bundle_dir: str | Path | None, bundle: Any = None) -> str:
-    """A short name for the model that made the predictions: folder name @ hash of its files."""
-    if bundle_dir is None:
-        meta = getattr(bundle, "meta", {}) or {}
-        return f"in-memory:{meta.get('source', 'bundle')}:{meta.get('seed', '')}"
-    d = Path(bundle_dir)
-    h = hashlib.sha256()
-    for f in sorted(p for p in d.iterdir() if p.is_file()):
-        h.update(f.name.encode())
-        h.update(sha256_file(f).encode())
-    return f"{d.name}@{h.hexdigest()[:12]}"
+def __getattr__(name: str) -> Any:
+    # `bundle_identity` is the Bundle's (cfviewer.models.bundle), re-exported here for the
+    # callers that still import it from this module; imported on first use, so that importing
+    # this module does not import torch.
+    if name == "bundle_identity":
+        from cfviewer.models.bundle import bundle_identity
+
+        return bundle_identity
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_case_image(study: Study, case: Case, verify: bool = True) -> np.ndarray:
@@ -887,6 +878,8 @@ def sample_cohort(
     if per_pathology < 1 or not 0 <= fp_fraction <= 1:
         raise StudyError(f"per_pathology must be >= 1 and fp_fraction in [0, 1] "
                          f"(got {per_pathology}, {fp_fraction})")
+    from cfviewer.models.bundle import bundle_identity
+
     bundle_id = bundle_id or bundle_identity(None, bundle)
     seed = int(study.seed if seed is None else seed)
     paths = list(pathologies or study.config.get("pathologies") or bundle.pathologies)

@@ -326,3 +326,22 @@ def open_database(
             ) from exc
         raise
     return db
+
+
+def copy_sqlite(src_url: str, dest: str | Path) -> str:
+    """A consistent copy of a SQLite study database at `dest` (SQLite's online backup API:
+    safe while others write); returns the copy's URL. The study's files are not copied: open
+    the copy with `open_database(url, study_dir=<the study folder>)`."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    u = make_url(src_url)
+    if u.get_backend_name() != "sqlite":
+        raise DatabaseError(f"only a SQLite database can be copied this way, not {u.get_backend_name()}; "
+                            "give a SQLite study")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(u.database) as a, sqlite3.connect(dest) as b:
+        a.backup(b)
+    return f"sqlite:///{dest}"

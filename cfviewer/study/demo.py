@@ -1,4 +1,11 @@
-"""The embedded demo study (`cfviewer demo`), built from phantoms under study_data/demo/.
+"""The embedded demo study (`cfviewer demo`), built from phantoms under study_data/demo/, and
+the build-a-study recipe it shares with the sample studies.
+
+`set_up_study` is the one recipe: the study with its arms, the cases imported, the cohort
+sampled with a bundle, the readers added and scheduled, in one transaction. The demo
+(`build_demo`), the sample study (`build_sample_study`: phantoms, a random model that calls
+every case positive, every explanation precomputed; used by the web-app tests, the UI and
+precompute benchmarks and the screenshots) and the tests' small studies all call it.
 
     study_data/demo/bundle/       the trained demo model (committed)
     study_data/demo/cases/        phantoms + labels (generated, gitignored)
@@ -31,14 +38,12 @@ from sqlalchemy import func, select
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import CfviewerError
 from cfviewer.study.db import Database, open_database
+from cfviewer.study.reference import REFERENCE_ARMS, reference_arms
 
 DEMO_NAME = "demo"
 DEMO_SEED = 20261121
 DEMO_READERS = ("reader-1", "reader-2")
-ARMS = (
-    ("Method A", ["gradient", "guided_backprop", "integrated_gradients"]),
-    ("Method B", ["latentshift-max"]),
-)
+ARMS = REFERENCE_ARMS  # the reference study's arms
 GENERATED = ("study.db", "study.db-wal", "study.db-shm", "study.db.writelock", "cases", "artifacts",
              "readers.json", "export", "analysis")
 
@@ -177,8 +182,8 @@ def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_patholog
            quiet: bool, say: Callable[[str], None], res: DemoResult):
     from cfviewer.models import Bundle
     from cfviewer.phantoms import write_dataset
-    from cfviewer.study import cohort, design, studies
-    from cfviewer.study.schema import CohortItem
+    from cfviewer.study import cohort
+    from cfviewer.study.studies import get_study
     from cfviewer.study.tokens import reader_link
 
     t = time.perf_counter()
@@ -190,20 +195,15 @@ def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_patholog
     bundle = Bundle.load(bundle_dir)
     bundle_cfg = "bundle" if bundle_dir.resolve() == (root / "bundle").resolve() else str(bundle_dir.resolve())
     t = time.perf_counter()
-    with db.write() as s:
-        st = studies.create_study(s, DEMO_NAME, root, seed=DEMO_SEED, config={"bundle": bundle_cfg})
-        for name, methods in ARMS:
-            studies.add_arm(s, st, name, methods)
-        rep = cohort.import_cases(s, st, root / "cases", import_csv)
-        say(str(rep))
-        sampling = cohort.sample_cohort(s, st, bundle, bundle_id=cohort.bundle_identity(bundle_dir),
-                                        per_pathology=per_pathology, fp_fraction=0.5, fill=True)
-        say(str(sampling))
-        new = studies.add_readers(s, st, DEMO_READERS)
-        design.build_schedule(s, st)
-        base = st.config.get("app_url", "http://localhost:8501/")
-        readers = {n.reader.name: {"token": n.token, "link": reader_link(n.token, base)} for n in new}
-        n_cohort = s.scalar(select(func.count(CohortItem.id)).where(CohortItem.study_id == st.id))
+    made = set_up_study(db, DEMO_NAME, root, cases=root / "cases", labels=import_csv, bundle=bundle,
+                        bundle_id=cohort.bundle_identity(bundle_dir), readers=DEMO_READERS,
+                        per_pathology=per_pathology, fp_fraction=0.5, fill=True, seed=DEMO_SEED,
+                        config={"bundle": bundle_cfg}, say=say)
+    sampling = made.sampling
+    with db.read() as s:
+        base = get_study(s, DEMO_NAME).config.get("app_url", "http://localhost:8501/")
+    readers = {n: {"token": tok, "link": reader_link(tok, base)} for n, tok in made.tokens.items()}
+    n_cohort = made.cohort
     res.seconds["import_sample"] = time.perf_counter() - t
     doc = {"note": "DEMO ONLY: real studies never store reader tokens, only their SHA-256 hashes.",
            "study": DEMO_NAME, "cohort": n_cohort, "readers": readers}
@@ -212,3 +212,112 @@ def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_patholog
     os.chmod(tmp, 0o600)
     tmp.replace(root / "readers.json")
     return sampling
+
+
+# --------------------------------------------------------------------------- the recipe
+@dataclass(frozen=True)
+class StudySetUp:
+    """What `set_up_study` made: the readers' one-time tokens (only their hashes are stored)."""
+
+    name: str
+    root: Path
+    tokens: dict[str, str]
+    reader_ids: dict[str, int]
+    sampling: Any
+    cohort: int
+
+
+def set_up_study(
+    db: Database,
+    name: str,
+    root: str | Path,
+    *,
+    cases: str | Path,
+    bundle: Any,
+    bundle_id: str,
+    labels: str | Path = "labels.csv",
+    arms: Any = None,
+    readers: Any = DEMO_READERS,
+    per_pathology: int = 10,
+    fp_fraction: float = 0.5,
+    fill: bool = False,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> StudySetUp:
+    """The build-a-study recipe, in one write transaction: create study `name` in `root` with
+    `arms` (default: the reference study's), import the cases of folder `cases` (`labels`:
+    the CSV, relative to it or absolute), sample the cohort with `bundle` (`per_pathology`,
+    `fp_fraction`, `fill` as `cohort.sample_cohort`), add `readers` and build the crossover
+    schedule. Nothing is precomputed."""
+    from cfviewer.study import cohort, design, studies
+    from cfviewer.study.schema import CohortItem
+
+    with db.write() as s:
+        st = studies.create_study(s, name, root, seed=seed, config=config)
+        for arm_name, methods in (reference_arms() if arms is None else arms):
+            studies.add_arm(s, st, arm_name, methods)
+        rep = cohort.import_cases(s, st, cases, labels)
+        if say:
+            say(str(rep))
+        sampling = cohort.sample_cohort(s, st, bundle, bundle_id=bundle_id, per_pathology=per_pathology,
+                                        fp_fraction=fp_fraction, fill=fill)
+        if say:
+            say(str(sampling))
+        new = studies.add_readers(s, st, readers)
+        design.build_schedule(s, st)
+        n_cohort = s.scalar(select(func.count(CohortItem.id)).where(CohortItem.study_id == st.id))
+        return StudySetUp(name, Path(root), {n.reader.name: n.token for n in new},
+                          {n.reader.name: n.reader.id for n in new}, sampling, int(n_cohort))
+
+
+def positive_bundle(resolution: int = 64, seed: int = 0):
+    """A random bundle whose thresholds make every prediction positive (TP / FP = the labels)."""
+    from cfviewer.models.bundle import random_bundle
+
+    bundle = random_bundle(resolution, seed=seed)
+    bundle.thresholds = {p: 0.0 for p in bundle.pathologies}
+    return bundle
+
+
+@dataclass
+class SampleStudy:
+    root: Path
+    db_url: str
+    name: str
+    tokens: dict[str, str]
+    reader_ids: dict[str, int]
+    bundle_id: str = ""
+    """The identity of the bundle saved in the study folder (its cohort's and artifacts')."""
+
+
+def build_sample_study(base: str | Path, *, name: str = "sample", readers=("alice", "bob"),
+                       n_phantoms: int = 24, image_size: int = 64, resolution: int = 64,
+                       per_pathology: int = 1, config: dict | None = None, seed: int = 3,
+                       bundle: Any = None, precompute: bool = True) -> SampleStudy:
+    """A small real study in `base`/`name`: `n_phantoms` phantoms, `bundle` (default: a random
+    `positive_bundle` of `resolution`, saved in the study folder), the reference arms,
+    `readers`, the schedule (`set_up_study`) and, with `precompute`, every explanation
+    precomputed with `cfviewer.study.artifacts.precompute`."""
+    from cfviewer.phantoms import write_dataset
+    from cfviewer.study import cohort
+    from cfviewer.study.artifacts import precompute as run_precompute
+
+    root = Path(base) / name
+    write_dataset(root / "cases", n_phantoms, size=image_size, seed=seed, dicom=False, progress=False)
+    bundle = positive_bundle(resolution) if bundle is None else bundle
+    bundle.save(root / "bundle")
+    bundle_id = cohort.bundle_identity(root / "bundle")
+    db = open_database(None, study_dir=root)
+    try:
+        made = set_up_study(db, name, root, cases=root / "cases", bundle=bundle, bundle_id=bundle_id,
+                            readers=readers, per_pathology=per_pathology, fill=True,
+                            config={"bundle": "bundle", **(config or {})})
+        if precompute:
+            report = run_precompute(db, name, bundle=bundle, bundle_id=bundle_id)
+            if report.failed:
+                raise RuntimeError(f"precompute failed for the sample study: {report}")
+        url = db.url
+    finally:
+        db.dispose()
+    return SampleStudy(root, url, name, made.tokens, made.reader_ids, bundle_id)

@@ -35,3 +35,28 @@ class SessionNotOpenError(StudyError):
             f"session {session} opens at {opens_at:%Y-%m-%d %H:%M} UTC "
             "(washout between sessions); please come back then"
         )
+
+
+class ArmError(StudyError):
+    """An arm was refused: no display name, a name used twice, no explainer, one listed twice."""
+
+
+class UnknownArmExplainerError(ArmError):
+    """An arm names an explainer the registry does not know."""
+
+    def __init__(self, arm: str, name: str, known: list[str]):
+        self.arm, self.name, self.known = arm, name, list(known)
+        super().__init__(f"arm {arm!r}: unknown explainer {name!r}; choose from {', '.join(self.known)} "
+                         "(`cfviewer explain --list` describes them)")
+
+
+class StudyPathologyError(StudyError):
+    """The study's pathologies are empty, repeated, or not ones the model predicts."""
+
+
+class QuestionError(StudyError):
+    """A question was refused: no key or text, a key used twice, not five anchor labels."""
+
+
+class ReaderNameError(StudyError):
+    """A reader name was refused: none given, empty, listed twice, or already in the study."""

@@ -151,3 +151,29 @@ def export_study(session: Session, study: Study, out_dir: str | Path, *, include
     (out / "manifest.json").write_text(json.dumps({"sha256": files, **marks}, indent=2) + "\n")
     return ExportResult(out, files, len(df), marks["simulated_answers"], tuple(marks["simulated_readers"]),
                         marks["simulated_excluded"], () if include_simulated else counts.simulated_readers)
+
+
+# ------------------------------------------------------------- by study name (both front ends) ---
+
+def study_answer_counts(db, name: str) -> AnswerCounts:
+    """`answer_counts` of the study called `name` (one read transaction)."""
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        return answer_counts(s, get_study(s, name))
+
+
+def study_responses(db, name: str, *, include_simulated: bool = False) -> pd.DataFrame:
+    """`responses_frame` of the study called `name` (one read transaction)."""
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        return responses_frame(s, get_study(s, name), include_simulated=include_simulated)
+
+
+def export_named_study(db, name: str, out_dir: str | Path, *, include_simulated: bool = False) -> ExportResult:
+    """`export_study` of the study called `name` (one read transaction)."""
+    from cfviewer.study.studies import get_study
+
+    with db.read() as s:
+        return export_study(s, get_study(s, name), out_dir, include_simulated=include_simulated)

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from cfviewer.study.reference import DEFAULT_QUESTIONS  # noqa: F401  (the one definition; importable here too)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -312,29 +314,3 @@ class ResponseHistory(Base):
     app_version: Mapped[str] = mapped_column(String(50))
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
 
-
-DEFAULT_QUESTIONS: tuple[dict[str, Any], ...] = (
-    {
-        "key": "confidence",
-        "text": "How confident are you in the model's prediction?",
-        "anchors": [
-            "1 - Not at all confident",
-            "2 - Slightly confident",
-            "3 - Moderately confident",
-            "4 - Very confident",
-            "5 - Completely confident",
-        ],
-    },
-    {
-        "key": "correct_feature",
-        "text": "Is the model looking at the correct feature?",
-        "anchors": [
-            "1 - Definitely not",
-            "2 - Probably not",
-            "3 - Unsure",
-            "4 - Probably yes",
-            "5 - Definitely yes",
-        ],
-    },
-)
-"""The two questions of the reference reader study (Cohen et al., Gifsplanation), 5-point scale."""

@@ -24,7 +24,15 @@ from sqlalchemy.orm import Session
 
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import BundleError
-from cfviewer.study.errors import StudyError, StudyNotFoundError
+from cfviewer.study.errors import (
+    ArmError,
+    QuestionError,
+    ReaderNameError,
+    StudyError,
+    StudyNotFoundError,
+    StudyPathologyError,
+    UnknownArmExplainerError,
+)
 from cfviewer.study.schema import DEFAULT_QUESTIONS, Arm, Question, Reader, Study  # noqa: F401 (re-exported)
 from cfviewer.study.tokens import hash_token, new_token
 
@@ -60,9 +68,11 @@ def create_study(
     validate_washout(cfg)
     folder = _session_folder(session)
     root_p = Path(root).expanduser().resolve()
+    bundle_doc = None
     if cfg.get("bundle"):
         bdir = Path(str(cfg["bundle"])).expanduser()
-        check_bundle_dir(bdir if bdir.is_absolute() else root_p / bdir)
+        bundle_doc = check_bundle_dir(bdir if bdir.is_absolute() else root_p / bdir)
+    cfg["pathologies"] = check_pathologies(cfg.get("pathologies"), bundle_doc)
     # "." = the study folder found at open time (portable); a folder elsewhere stays absolute
     stored = ROOT_HERE if folder is not None and folder.path == root_p else str(root_p)
     study = Study(name=name, root=stored, seed=int(seed), config=cfg)
@@ -189,6 +199,96 @@ def check_bundle_dir(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def check_pathologies(pathologies: Sequence[str] | None, bundle_doc: dict[str, Any] | None = None) -> list[str]:
+    """The study's pathologies, checked: at least one, none twice, each one the model predicts
+    (the bundle's bundle.json when the study names a bundle, else cfviewer.PATHOLOGIES).
+    Raises StudyPathologyError naming the pathology and the ones to choose from."""
+    names = [str(p).strip() for p in (pathologies or [])]
+    if not names or not all(names):
+        raise StudyPathologyError("the study needs at least one pathology (and no empty name); choose from "
+                                  f"{', '.join(PATHOLOGIES)} or the bundle's pathologies")
+    twice = sorted({p for p in names if names.count(p) > 1})
+    if twice:
+        raise StudyPathologyError(f"pathology {twice[0]!r} is listed twice; list each pathology once")
+    if bundle_doc is not None and bundle_doc.get("pathologies"):
+        known, source = [str(p) for p in bundle_doc["pathologies"]], "the study's model bundle predicts"
+    else:
+        known, source = list(PATHOLOGIES), "cfviewer knows (give a model bundle for others)"
+    for p in names:
+        if p not in known:
+            hint = next((k for k in known if k.lower() == p.lower()), None)
+            raise StudyPathologyError(
+                f"unknown pathology {p!r}: the pathologies {source} are {', '.join(known)}"
+                + (f" (did you mean {hint!r}?)" if hint else ""))
+    return names
+
+
+def known_explainers() -> list[str]:
+    """The explainer registry's names. Imported on first use only (it loads torch), so the
+    reader's process, which never creates arms, stays torch-free."""
+    from cfviewer.explain import list_explainers
+
+    return sorted(list_explainers())
+
+
+def check_arm(name: Any, methods: Sequence[dict[str, Any] | str] | None,
+              known: Sequence[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(display name, [{"name", "params"}]) of one arm, checked: a non-empty display name, at
+    least one explainer, none twice, each one the registry knows (`known`; default: the
+    registry). Raises ArmError / UnknownArmExplainerError naming the arm and the fix."""
+    arm = str(name if name is not None else "").strip()
+    if not arm:
+        raise ArmError("every arm needs a display name, the only thing readers see of it (e.g. 'Method A')")
+    norm: list[dict[str, Any]] = []
+    for m in methods or ():
+        if isinstance(m, str):
+            m = {"name": m.strip(), "params": {}}
+        if not isinstance(m, dict) or not m.get("name"):
+            raise ArmError(f"arm {arm!r}: each method needs a name, got {m!r}")
+        norm.append({"name": str(m["name"]), "params": dict(m.get("params") or {})})
+    if not norm:
+        raise ArmError(f"arm {arm!r} needs at least one explainer")
+    names = [m["name"] for m in norm]
+    if len(set(names)) != len(names):
+        raise ArmError(f"arm {arm!r} lists an explainer twice: {names}; list each once")
+    known = list(known) if known is not None else known_explainers()
+    for n in names:
+        if n not in known:
+            raise UnknownArmExplainerError(arm, n, known)
+    return arm, norm
+
+
+def check_arms(arms: Sequence[tuple[Any, Sequence[dict[str, Any] | str]]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every arm of a new study checked (`check_arm`), at least one, display names unique."""
+    if not arms:
+        raise ArmError("add at least one arm (a display name and one or more explainers)")
+    known = known_explainers()
+    out = [check_arm(name, methods, known) for name, methods in arms]
+    seen: set[str] = set()
+    for arm, _ in out:
+        if arm in seen:
+            raise ArmError(f"two arms are named {arm!r}; give each arm its own display name")
+        seen.add(arm)
+    return out
+
+
+def check_reader_names(names: Iterable[str], existing: Iterable[str] = ()) -> list[str]:
+    """Reader names stripped, checked: none empty, none twice, none already in the study.
+    Raises ReaderNameError naming the reader."""
+    have = set(existing)
+    out: list[str] = []
+    for name in names:
+        name = str(name).strip()
+        if not name:
+            raise ReaderNameError("reader names must not be empty")
+        if name in out:
+            raise ReaderNameError(f"the reader name {name!r} is listed twice; names must be unique")
+        if name in have:
+            raise ReaderNameError(f"this study already has a reader named {name!r}; pick another name")
+        out.append(name)
+    return out
+
+
 def validate_washout(cfg: dict[str, Any]) -> None:
     spa = cfg.get("sessions_per_arm", 1)
     gap = cfg.get("min_gap_hours", 0.0)
@@ -233,11 +333,16 @@ def set_questions(session: Session, study: Study, questions: Iterable[dict[str, 
     session.flush()
     out = []
     for i, q in enumerate(questions):
+        if not isinstance(q, dict):
+            raise QuestionError(f"question #{i + 1} must be a mapping with 'key', 'text' and 'anchors', got {q!r}")
         anchors = list(q.get("anchors") or [str(v) for v in range(1, 6)])
         if len(anchors) != 5:
-            raise StudyError(f"question {q.get('key')!r}: give exactly 5 anchor labels (for 1..5), got {len(anchors)}")
-        if not q.get("key") or not q.get("text"):
-            raise StudyError(f"question #{i + 1} needs a 'key' and a 'text'")
+            raise QuestionError(f"question {q.get('key')!r}: give exactly 5 anchor labels (for 1..5), "
+                                f"got {len(anchors)}")
+        if not q.get("key") or not str(q.get("text") or "").strip():
+            raise QuestionError(f"question #{i + 1} needs a 'key' and a 'text'")
+        if any(o.key == q["key"] for o in out):
+            raise QuestionError(f"two questions have the key {q['key']!r}; give each question its own key")
         out.append(Question(study_id=study.id, key=q["key"], text=q["text"], anchors=anchors,
                             position=i, required=bool(q.get("required", True))))
     session.add_all(out)
@@ -255,21 +360,11 @@ def add_arm(
 ) -> Arm:
     """An arm shown to readers as `name`, made of one or more explainers.
 
-    `methods`: explainer names or {"name": ..., "params": {...}} dicts."""
-    norm: list[dict[str, Any]] = []
-    for m in methods:
-        if isinstance(m, str):
-            m = {"name": m, "params": {}}
-        if not isinstance(m, dict) or not m.get("name"):
-            raise StudyError(f"arm {name!r}: each method needs a name, got {m!r}")
-        norm.append({"name": str(m["name"]), "params": dict(m.get("params") or {})})
-    if not norm:
-        raise StudyError(f"arm {name!r} needs at least one explainer")
-    names = [m["name"] for m in norm]
-    if len(set(names)) != len(names):
-        raise StudyError(f"arm {name!r} lists an explainer twice: {names}")
+    `methods`: explainer names or {"name": ..., "params": {...}} dicts; checked by `check_arm`
+    (display name non-empty and new in the study, explainers known)."""
+    name, norm = check_arm(name, methods)
     if any(a.name == name for a in study.arms):
-        raise StudyError(f"study {study.name!r} already has an arm named {name!r}")
+        raise ArmError(f"study {study.name!r} already has an arm named {name!r}; give each arm its own display name")
     arm = Arm(study_id=study.id, name=name, methods=norm, description=description,
               position=len(study.arms))
     session.add(arm)
@@ -285,15 +380,8 @@ class NewReader:
 
 
 def add_readers(session: Session, study: Study, names: Iterable[str], *, simulated: bool = False) -> list[NewReader]:
-    existing = {r.name for r in study.readers}
     out = []
-    for name in names:
-        name = name.strip()
-        if not name:
-            raise StudyError("reader names must not be empty")
-        if name in existing:
-            raise StudyError(f"study {study.name!r} already has a reader named {name!r}")
-        existing.add(name)
+    for name in check_reader_names(names, (r.name for r in study.readers)):
         token = new_token()
         r = Reader(study_id=study.id, name=name, token_hash=hash_token(token), simulated=simulated)
         session.add(r)

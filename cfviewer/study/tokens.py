@@ -57,6 +57,18 @@ def authenticate(session: Session, token: str | None, study_id: int | None = Non
     return reader
 
 
+def reader_for_token(db, token: str | None, study_id: int | None = None) -> Reader | None:
+    """The Reader of this token (read in its own transaction), or None for a missing, unknown
+    or malformed one: what the app signs a reader in with."""
+    if not token:
+        return None
+    with db.read() as s:
+        try:
+            return authenticate(s, token, study_id)
+        except InvalidTokenError:
+            return None
+
+
 def reader_link(token: str, base_url: str = "http://localhost:8501/") -> str:
     sep = "&" if "?" in base_url else "?"
     return f"{base_url}{sep}token={token}"

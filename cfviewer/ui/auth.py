@@ -14,7 +14,7 @@ import hmac
 import os
 from typing import Any, Mapping
 
-from cfviewer.study.tokens import InvalidTokenError, authenticate
+from cfviewer.study.tokens import reader_for_token as _reader_for_token
 
 ENV_ADMIN_PASSWORD = "CFVIEWER_ADMIN_PASSWORD"
 SECRET_KEY = "admin_password"
@@ -92,11 +92,6 @@ def token_from_query(query_params: Mapping[str, Any]) -> str | None:
 
 
 def reader_for_token(db, token: str | None, study_id: int | None = None):
-    """The Reader of this token, or None for an unknown / malformed one."""
-    if not token:
-        return None
-    with db.read() as s:
-        try:
-            return authenticate(s, token, study_id)
-        except InvalidTokenError:
-            return None
+    """The Reader of this token, or None for an unknown / malformed one (the study engine's
+    `tokens.reader_for_token`)."""
+    return _reader_for_token(db, token, study_id)

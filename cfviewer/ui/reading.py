@@ -1,5 +1,6 @@
-"""The reader flow on top of the study engine (`cfviewer.study.responses`): which read to show,
-what files it shows, saving answers, Back, and the worklist's session table.
+"""What the reader pages show, over the study engine's reader flow (`cfviewer.study.reader_flow`:
+which read to open, its files, saving answers, Back, the worklist): neutral explanation labels,
+the counterfactual slider, the messages and the worklist's session table.
 
 The database is the truth: the page only remembers which read is on screen when the reader
 stepped Back; a reload, a new tab or a restarted server shows the resume point that
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from sqlalchemy import select
-
+from cfviewer.study import reader_flow as flow
 from cfviewer.study import responses as R
-from cfviewer.study.errors import ResponseError, StudyError
-from cfviewer.study.schema import Artifact, Assignment, Reader, ResponseHistory, Study, utcnow
+from cfviewer.study.errors import StudyError
+from cfviewer.study.schema import Assignment, Reader, utcnow
 
 
 # --------------------------------------------------------------------------- media
@@ -54,20 +54,15 @@ _KIND_FIELD = {"map_npy": "map_path", "overlay_png": "overlay_path", "gif": "gif
                "explanation_json": "json_path"}
 
 
+def media_of(files: Mapping[int, Mapping[str, Path]]) -> list[ExplanationMedia]:
+    """ExplanationMedia from `reader_flow.arm_files` (the arm's order, known kinds only)."""
+    return [ExplanationMedia(index=i + 1, **{_KIND_FIELD[k]: p for k, p in files[i].items() if k in _KIND_FIELD})
+            for i in sorted(files)]
+
+
 def explanation_media(session, assignment: Assignment) -> list[ExplanationMedia]:
     """The arm's explanations for this read, in the arm's order (done artifacts only)."""
-    study = session.get(Study, assignment.study_id)
-    from cfviewer.study.studies import study_folder
-
-    root = study_folder(study)
-    order = {m["name"]: i for i, m in enumerate(assignment.arm.methods)}
-    found: dict[int, dict[str, Path]] = {i: {} for i in order.values()}
-    for art in session.scalars(select(Artifact).where(
-            Artifact.case_id == assignment.case_id, Artifact.arm_id == assignment.arm_id,
-            Artifact.status == "done")):
-        if art.method in order and art.kind in _KIND_FIELD and art.path:
-            found[order[art.method]][_KIND_FIELD[art.kind]] = root / art.path
-    return [ExplanationMedia(index=i + 1, **found[i]) for i in sorted(found)]
+    return media_of(flow.arm_files(session, assignment))
 
 
 @dataclass(frozen=True)
@@ -132,66 +127,19 @@ class Screen:
     shown_at: dt.datetime | None = None
 
 
-def _answered_ids(session, reader: Reader) -> set[int]:
-    return set(session.scalars(select(ResponseHistory.assignment_id).where(
-        ResponseHistory.reader_id == reader.id, ResponseHistory.action == "create").distinct()))
-
-
 def open_screen(db, reader: Reader, requested: int | None = None,
                 now: dt.datetime | None = None) -> Screen:
     """The read to show: `requested` when it is one the reader may open (an answered read
     of the current or just-finished session, reached with Back), else the resume point.
-    Records when an unanswered read is first shown (server time)."""
-    now = now or utcnow()
-    with db.read() as s:
-        prog = R.progress(s, reader)
-        n_sessions = len(prog.sessions)
-        if prog.total == 0:
-            return Screen("empty", prog, sessions_total=n_sessions)
-        nxt = R.next_assignment(s, reader, now=now)
-        aid = None
-        if requested is not None:
-            try:
-                a = R.get_assignment(s, reader, requested)
-            except ResponseError:
-                a = None
-            if a is not None and a.id in _answered_ids(s, reader) and _editable(s, reader, a, prog):
-                aid = a.id
-        if aid is None:
-            if nxt.status == "done":
-                return Screen("done", prog, session=nxt.session, sessions_total=n_sessions)
-            if nxt.status == "waiting":
-                return Screen("waiting", prog, opens_at=nxt.opens_at, session=nxt.session,
-                              sessions_total=n_sessions)
-            aid = nxt.assignment.id
-        a = R.get_assignment(s, reader, aid)
-        view = R.read_view(s, reader, aid)
-        media = explanation_media(s, a)
-        answered = bool(view.answers)
-        shown = a.shown_at
-    if shown is None and not answered:
-        shown = R.mark_shown(db, reader.id, aid, now=now)
-    return Screen("case", prog, view=view, media=media, answered=answered, session=view.session,
-                  sessions_total=n_sessions, shown_at=shown)
+    Records when an unanswered read is first shown (server time). `reader_flow.open_read`."""
+    o = flow.open_read(db, reader, requested, now=now)
+    return Screen(o.kind, o.progress, view=o.view, media=media_of(o.files) if o.view is not None else [],
+                  answered=o.answered, opens_at=o.opens_at, session=o.session,
+                  sessions_total=o.sessions_total, shown_at=o.shown_at)
 
 
-def _editable(session, reader: Reader, a: Assignment, prog: R.Progress) -> bool:
-    """Answers of the current session, or of the last session worked in (finished, before the
-    next one is started), may change: the engine's washout rule."""
-    last_worked = max((sp.session for sp in prog.sessions if sp.done > 0), default=0)
-    return a.session in (prog.current_session, last_worked)
-
-
-def upcoming_read(session, reader: Reader, assignment_id: int) -> Assignment | None:
-    """The reader's first unanswered read after `assignment_id` (the likely next case)."""
-    a = R.get_assignment(session, reader, assignment_id)
-    answered = _answered_ids(session, reader)
-    for nxt in session.scalars(select(Assignment).where(
-            Assignment.reader_id == reader.id, Assignment.position > a.position)
-            .order_by(Assignment.position).limit(8)):
-        if nxt.id not in answered:
-            return nxt
-    return None
+upcoming_read = flow.upcoming_read
+"""The reader's first unanswered read after `assignment_id` (the likely next case)."""
 
 
 def prefetch_next(db, reader: Reader, assignment_id: int, opacity: float = 0.6, wait: bool = False):
@@ -204,13 +152,11 @@ def prefetch_next(db, reader: Reader, assignment_id: int, opacity: float = 0.6, 
 
     def work() -> None:
         try:
-            with db.read() as s:
-                nxt = upcoming_read(s, reader, assignment_id)
-                if nxt is None:
-                    return
-                view = R.read_view(s, reader, nxt.id)
-                media = explanation_media(s, nxt)
-            viewer.render_defaults(view.image, media, opacity, view.field_of_view)
+            nxt = flow.upcoming_view(db, reader, assignment_id)
+            if nxt is None:
+                return
+            view, files = nxt
+            viewer.render_defaults(view.image, media_of(files), opacity, view.field_of_view)
         except Exception:  # noqa: BLE001 - best effort by design
             return
 
@@ -249,38 +195,25 @@ def submit(db, reader: Reader, view: R.ReadView, answers: Mapping[str, Any],
                                     f"Still open: {names}", tuple(q["key"] for q in missing))
     clean = {k: v for k, v in answers.items() if v is not None}
     try:
-        res = R.record_response(db, reader.id, view.assignment_id, clean, comment=comment, now=now)
+        saved = flow.save_answers(db, reader, view.assignment_id, clean, comment=comment, now=now)
     except StudyError as exc:
         return SubmitOutcome(False, f"Your answers were not saved: {exc}")
-    with db.read() as s:
-        following = _following(s, reader, view.assignment_id)
-    return SubmitOutcome(True, None, (), following, res.edited)
-
-
-def _following(session, reader: Reader, assignment_id: int) -> int | None:
-    a = R.get_assignment(session, reader, assignment_id)
-    nxt = session.scalars(select(Assignment).where(
-        Assignment.reader_id == reader.id, Assignment.position == a.position + 1)).first()
-    if nxt is None or nxt.session != a.session:
-        return None
-    return nxt.id if nxt.id in _answered_ids(session, reader) else None
+    return SubmitOutcome(True, None, (), saved.next_id, saved.result.edited)
 
 
 def go_back(db, reader: Reader, assignment_id: int | None) -> tuple[int | None, str | None]:
     """(read to show, message): the previous read of the session, or None with the reason."""
-    with db.read() as s:
-        prev = R.previous_assignment(s, reader, assignment_id)
+    prev = flow.previous_read(db, reader, assignment_id)
     if prev is None:
         return None, ("This is the first case of this session. Cases of earlier sessions cannot "
                       "be changed (the washout between sessions).")
-    return prev.id, None
+    return prev, None
 
 
 # --------------------------------------------------------------------------- worklist
 def worklist(db, reader: Reader, now: dt.datetime | None = None) -> tuple[R.Progress, R.NextRead]:
     """The reader's progress and resume point (one read transaction)."""
-    with db.read() as s:
-        return R.progress(s, reader), R.next_assignment(s, reader, now=now)
+    return flow.worklist(db, reader, now=now)
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from sqlalchemy import func, select
 
 from cfviewer.errors import CfviewerError
+from cfviewer.study import export, setup, status
 from cfviewer.study.errors import StudyError
-from cfviewer.study.schema import (
-    Artifact,
-    Assignment,
-    Case,
-    CohortItem,
-    Reader,
-    Response,
-    ResponseHistory,
-    Study,
-)
 
 
 # --------------------------------------------------------------------------- studies
 def study_names(db) -> list[str]:
-    with db.read() as s:
-        return list(s.scalars(select(Study.name).order_by(Study.id)))
+    return status.study_names(db)
 
 
 def pick_study(names: Sequence[str], preferred: str | None) -> str | None:
@@ -45,44 +34,11 @@ def pick_study(names: Sequence[str], preferred: str | None) -> str | None:
     return names[0] if names else None
 
 
-@dataclass(frozen=True)
-class StudyOverview:
-    name: str
-    root: str
-    seed: int
-    config: dict[str, Any]
-    arms: list[dict[str, Any]]
-    questions: list[dict[str, Any]]
-    n_cases: int
-    n_cohort: int
-    n_readers: int
-    n_assignments: int
-    n_answers: int
-    artifacts_done: int
+StudyOverview = status.StudyOverview
 
 
 def overview(db, name: str) -> StudyOverview:
-    from cfviewer.study.studies import get_study, study_folder
-
-    with db.read() as s:
-        st = get_study(s, name)
-
-        def count(q) -> int:
-            return int(s.scalar(q) or 0)
-
-        return StudyOverview(
-            st.name, str(study_folder(st)), st.seed, dict(st.config),
-            [{"name": a.name, "methods": a.method_names, "description": a.description} for a in st.arms],
-            [{"key": q.key, "text": q.text, "anchors": list(q.anchors), "required": q.required}
-             for q in st.questions],
-            count(select(func.count(Case.id)).where(Case.study_id == st.id)),
-            count(select(func.count(CohortItem.id)).where(CohortItem.study_id == st.id)),
-            count(select(func.count(Reader.id)).where(Reader.study_id == st.id)),
-            count(select(func.count(Assignment.id)).where(Assignment.study_id == st.id)),
-            count(select(func.count(Response.id)).join(Reader, Reader.id == Response.reader_id)
-                  .where(Reader.study_id == st.id)),
-            count(select(func.count(Artifact.id)).where(Artifact.study_id == st.id, Artifact.status == "done")),
-        )
+    return status.study_overview(db, name)
 
 
 def parse_anchor_lines(text: str) -> list[str]:
@@ -94,33 +50,20 @@ def create_study(db, name: str, root: str | Path, *, seed: int, bundle: str | No
                  pathologies: Sequence[str], arms: Sequence[tuple[str, Sequence[str]]],
                  questions: Sequence[dict[str, Any]], sessions_per_arm: int = 1,
                  min_gap_hours: float = 0.0, app_url: str | None = None) -> None:
-    """A new study with its arms and questions in one transaction (all or nothing)."""
-    from cfviewer.study import studies
-
-    if not arms:
-        raise StudyError("add at least one arm (a display name and one or more explainers)")
+    """A new study with its arms and questions in one transaction (all or nothing); every
+    input is checked by the study engine (`cfviewer.study.setup.new_study`)."""
     config = {"pathologies": list(pathologies), "bundle": bundle or None,
               "sessions_per_arm": int(sessions_per_arm), "min_gap_hours": float(min_gap_hours)}
     if app_url:
         config["app_url"] = app_url
-    with db.write() as s:
-        st = studies.create_study(s, name, root, seed=int(seed), config=config, questions=questions)
-        for arm_name, methods in arms:
-            if not str(arm_name).strip():
-                raise StudyError("every arm needs a display name (e.g. 'Method A')")
-            studies.add_arm(s, st, str(arm_name).strip(), list(methods))
+    setup.new_study(db, name, root, seed=int(seed), config=config, arms=list(arms), questions=questions)
 
 
 def import_folder(db, name: str, folder: str | Path, labels_csv: str, boxes_csv: str | None = None,
                   copy: bool = False, progress: Callable[[int, int], None] | None = None,
                   absent_pathologies: Sequence[str] = ()):
-    from cfviewer.study import cohort
-    from cfviewer.study.studies import get_study
-
-    with db.write() as s:
-        st = get_study(s, name)
-        return cohort.import_cases(s, st, folder, labels_csv, boxes_csv=boxes_csv or None, copy=copy,
-                                   progress=progress, absent_pathologies=list(absent_pathologies))
+    return setup.import_cases(db, name, folder, labels_csv, boxes_csv=boxes_csv or None, copy=copy,
+                              progress=progress, absent_pathologies=list(absent_pathologies))
 
 
 def resolve_bundle_dir(root: str | Path, bundle: str | None) -> Path:
@@ -133,14 +76,9 @@ def resolve_bundle_dir(root: str | Path, bundle: str | None) -> Path:
 def sample(db, name: str, bundle_obj, bundle_id: str, *, per_pathology: int, fp_fraction: float,
            fill: bool, seed: int | None, replace: bool = False,
            progress: Callable[[int, int], None] | None = None):
-    from cfviewer.study import cohort
-    from cfviewer.study.studies import get_study
-
-    with db.write() as s:
-        st = get_study(s, name)
-        return cohort.sample_cohort(s, st, bundle_obj, bundle_id=bundle_id, per_pathology=int(per_pathology),
-                                    fp_fraction=float(fp_fraction), fill=bool(fill), seed=seed,
-                                    replace=replace, progress=progress)
+    return setup.sample_cohort(db, name, bundle_obj, bundle_id=bundle_id, per_pathology=int(per_pathology),
+                               fp_fraction=float(fp_fraction), fill=bool(fill), seed=seed, replace=replace,
+                               progress=progress)
 
 
 @dataclass(frozen=True)
@@ -151,40 +89,23 @@ class NewLink:
 
 def add_readers(db, name: str, names: Sequence[str], base_url: str | None = None) -> tuple[list[NewLink], str]:
     """Add readers (and schedule everyone once a cohort exists); returns their links (shown
-    once: only token hashes are stored) and a note about scheduling."""
-    from cfviewer.study import design, studies
-    from cfviewer.study.tokens import reader_link
-
-    clean = [n.strip() for n in names if n and n.strip()]
-    if not clean:
-        raise StudyError("give at least one reader name (one per line)")
-    if len(set(clean)) != len(clean):
-        raise StudyError("a reader name is listed twice; names must be unique")
-    with db.write() as s:
-        st = studies.get_study(s, name)
-        new = studies.add_readers(s, st, clean)
-        base = base_url or st.config.get("app_url") or "http://localhost:8501/"
-        has_cohort = s.scalars(select(CohortItem.id).where(CohortItem.study_id == st.id).limit(1)).first()
-        note = ""
-        if has_cohort:
-            summary = design.build_schedule(s, st)
-            note = (f"Scheduled {summary.readers_scheduled} reader(s): {summary.reads_per_reader} reads each "
-                    f"in {summary.sessions_per_reader} sessions.")
-        else:
-            note = "No cohort yet: the readers are scheduled when you sample the cohort."
-        links = [NewLink(n.reader.name, reader_link(n.token, base)) for n in new]
-    return links, note
+    once: only token hashes are stored) and a note about scheduling. Blank lines are skipped;
+    the names are checked by the study engine (`cfviewer.study.setup.add_readers`)."""
+    res = setup.add_readers(db, name, [n for n in names if n and n.strip()], base_url=base_url)
+    if res.schedule is not None:
+        summary = res.schedule
+        note = (f"Scheduled {summary.readers_scheduled} reader(s): {summary.reads_per_reader} reads each "
+                f"in {summary.sessions_per_reader} sessions.")
+    else:
+        note = "No cohort yet: the readers are scheduled when you sample the cohort."
+    return [NewLink(r, link) for r, link in res.links], note
 
 
 def schedule_all(db, name: str) -> str:
     """Schedule readers who have no assignments yet (after sampling)."""
-    from cfviewer.study import design, studies
-
-    with db.write() as s:
-        st = studies.get_study(s, name)
-        if not st.readers:
-            return "No readers yet."
-        summary = design.build_schedule(s, st)
+    summary = setup.schedule_readers(db, name)
+    if summary is None:
+        return "No readers yet."
     return (f"Scheduled {summary.readers_scheduled} reader(s)." if summary.readers_scheduled
             else "Every reader already has a schedule.")
 
@@ -257,31 +178,22 @@ def run_precompute(db, name: str, *, progress: Callable[[int, int, str], None] |
 
 # --------------------------------------------------------------------------- progress
 def reader_progress(db, name: str, now: dt.datetime | None = None) -> pd.DataFrame:
-    """One row per reader: done / total, per session, last answer, median seconds per case."""
-    from cfviewer.study import responses
-    from cfviewer.study.studies import get_study
-
+    """One row per reader: done / total, per session, last answer, median seconds per case
+    (`cfviewer.study.status.reader_statuses`, as `cfviewer study status` counts them)."""
     rows = []
-    with db.read() as s:
-        st = get_study(s, name)
-        for r in st.readers:
-            prog = responses.progress(s, r)
-            last = s.scalar(select(func.max(ResponseHistory.at)).where(ResponseHistory.reader_id == r.id))
-            durations = [d for d in s.scalars(select(Response.duration_s).where(
-                Response.reader_id == r.id, Response.duration_s.is_not(None))
-                .group_by(Response.assignment_id))]
-            med = float(pd.Series(durations, dtype="float64").median()) if durations else None
-            rows.append({
-                "reader": r.name,
-                "simulated": bool(r.simulated),
-                "done": prog.done,
-                "total": prog.total,
-                "percent": round(100.0 * prog.done / prog.total, 1) if prog.total else 0.0,
-                "sessions": " · ".join(f"S{x.session}: {x.done}/{x.total}" for x in prog.sessions),
-                "current session": prog.current_session if prog.total else None,
-                "last answer (UTC)": last.strftime("%Y-%m-%d %H:%M") if last else "",
-                "median s per case": round(med, 1) if med is not None else None,
-            })
+    for r in status.reader_statuses(db, name):
+        prog, med, last = r.progress, r.median_seconds, r.last_answer
+        rows.append({
+            "reader": r.name,
+            "simulated": r.simulated,
+            "done": prog.done,
+            "total": prog.total,
+            "percent": round(100.0 * prog.done / prog.total, 1) if prog.total else 0.0,
+            "sessions": " · ".join(f"S{x.session}: {x.done}/{x.total}" for x in prog.sessions),
+            "current session": prog.current_session if prog.total else None,
+            "last answer (UTC)": last.strftime("%Y-%m-%d %H:%M") if last else "",
+            "median s per case": round(med, 1) if med is not None else None,
+        })
     return pd.DataFrame(rows, columns=["reader", "simulated", "done", "total", "percent", "sessions",
                                        "current session", "last answer (UTC)", "median s per case"])
 
@@ -289,31 +201,16 @@ def reader_progress(db, name: str, now: dt.datetime | None = None) -> pd.DataFra
 # --------------------------------------------------------------------------- analysis / export
 def answer_counts(db, name: str):
     """cfviewer.study.export.AnswerCounts of the study: real answers, simulated answers and readers."""
-    from cfviewer.study.export import answer_counts as _counts
-    from cfviewer.study.studies import get_study
-
-    with db.read() as s:
-        return _counts(s, get_study(s, name))
+    return export.study_answer_counts(db, name)
 
 
 def responses_table(db, name: str, include_simulated: bool) -> pd.DataFrame:
-    from cfviewer.study.export import responses_frame
-    from cfviewer.study.studies import get_study
-
-    with db.read() as s:
-        return responses_frame(s, get_study(s, name), include_simulated=include_simulated)
+    return export.study_responses(db, name, include_simulated=include_simulated)
 
 
 def data_version(db, name: str) -> tuple[int, int, str]:
     """Changes whenever an answer is created or edited (a cache key for the analysis)."""
-    from cfviewer.study.studies import get_study
-
-    with db.read() as s:
-        st = get_study(s, name)
-        n, last = s.execute(select(func.count(ResponseHistory.id), func.max(ResponseHistory.at))
-                            .join(Reader, Reader.id == ResponseHistory.reader_id)
-                            .where(Reader.study_id == st.id)).one()
-    return st.id, int(n or 0), str(last)
+    return status.data_version(db, name)
 
 
 @dataclass(frozen=True)
@@ -335,12 +232,8 @@ class ExportBundle:
 def export_files(db, name: str, include_simulated: bool) -> ExportBundle:
     """The study export (responses CSV + Parquet, study.json, SHA-256 manifests) in memory,
     written by `cfviewer.study.export.export_study` (the same files as the CLI)."""
-    from cfviewer.study.export import export_study
-    from cfviewer.study.studies import get_study
-
     with tempfile.TemporaryDirectory(prefix="cfviewer-export-") as tmp:
-        with db.read() as s:
-            res = export_study(s, get_study(s, name), tmp, include_simulated=include_simulated)
+        res = export.export_named_study(db, name, tmp, include_simulated=include_simulated)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
     return ExportBundle(files, res.n_rows, res.simulated_answers, res.simulated_readers, res.simulated_excluded)
 

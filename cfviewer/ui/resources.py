@@ -32,13 +32,16 @@ def clear() -> None:
 
 @st.cache_data(show_spinner="Computing the statistics ...", max_entries=16)
 def analysis_report(url: str, study: str, version: tuple, include_simulated: bool, arm_a: str, arm_b: str,
-                    questions: tuple[str, ...], strata: tuple[str, ...], zero_method: str, n_boot: int):
+                    questions: tuple[str, ...], strata: tuple[str, ...], zero_method: str, n_boot: int,
+                    primary_strata: tuple[str, ...] = ("all",), primary_questions: tuple[str, ...] | None = None):
     """cfviewer.analysis.analyze over the study's export, cached until an answer changes
-    (`version` = research.data_version)."""
+    (`version` = research.data_version); Holm adjusts within the declared primary analysis."""
     from cfviewer.analysis import analyze
     from cfviewer.ui import research
 
     df = research.responses_table(database(url), study, include_simulated)
     return analyze(df, arm_a, arm_b, questions=list(questions) or None, strata=strata,
                    zero_method=zero_method, n_boot=n_boot, include_simulated=include_simulated,
-                   study=study, include_hint="tick 'Include simulated readers' answers'")
+                   study=study, include_hint="tick 'Include simulated readers' answers'",
+                   primary_strata=primary_strata,
+                   primary_questions=list(primary_questions) if primary_questions else None)

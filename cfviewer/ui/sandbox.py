@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cfviewer.errors import CfviewerError, ImageLoadError
+from cfviewer.study import cases
 
 UPLOAD_TYPES = ["dcm", "dicom", "png", "jpg", "jpeg", "npy"]
 
@@ -68,33 +69,12 @@ def load_upload(filename: str, data: bytes) -> np.ndarray:
 
 
 def case_image(db, study_name: str, case_key: str) -> np.ndarray:
-    from sqlalchemy import select
-
-    from cfviewer.study.cohort import load_case_image
-    from cfviewer.study.schema import Case
-    from cfviewer.study.studies import get_study
-
-    with db.read() as s:
-        st = get_study(s, study_name)
-        case = s.scalars(select(Case).where(Case.study_id == st.id, Case.case_key == case_key)).first()
-        if case is None:
-            raise CfviewerError(f"study {study_name!r} has no case {case_key!r}")
-        return load_case_image(st, case)
+    return cases.case_image(db, study_name, case_key)
 
 
 def cohort_cases(db, study_name: str) -> list[tuple[str, str, str]]:
     """(case key, pathology judged, TP/FP) of the cohort, in drawing order."""
-    from sqlalchemy import select
-
-    from cfviewer.study.schema import Case, CohortItem
-    from cfviewer.study.studies import get_study
-
-    with db.read() as s:
-        st = get_study(s, study_name)
-        return [(k, p, t) for k, p, t in s.execute(
-            select(Case.case_key, CohortItem.pathology, CohortItem.stratum)
-            .join(Case, Case.id == CohortItem.case_id)
-            .where(CohortItem.study_id == st.id).order_by(CohortItem.position))]
+    return cases.cohort_cases(db, study_name)
 
 
 def run_explainers(bundle: Any, image: np.ndarray, target: str, names: Sequence[str],

@@ -18,11 +18,12 @@ from typing import Any
 
 import streamlit as st
 
+from cfviewer import paths
 from cfviewer.errors import CfviewerError
 from cfviewer.ui import auth
 from cfviewer.ui.context import AppContext, app_context
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = paths.app_root()  # app.py and pages/, in a checkout or an installed wheel
 # The page scripts live in sub-folders of `pages/` (reader/, researcher/, public/), never in
 # `pages/` itself: Streamlit (1.44-1.67) serves every `pages/*.py` by URL as a v1 multipage app
 # until a session has run st.navigation, i.e. without app.py and its role gate below. It scans

@@ -1,4 +1,5 @@
-"""Analysis: paired Wilcoxon tests between two arms per stratum, descriptives, agreement and
+"""Analysis: paired Wilcoxon tests between two arms per stratum (Holm within the declared primary
+analysis), the MRMC analysis of readers' confidence (TP vs FP), descriptives, agreement and
 Plotly figures (cfviewer.analysis), over the study's answers."""
 
 import streamlit as st
@@ -64,28 +65,55 @@ strata = d2.multiselect("Strata", list(STRATUM_KINDS), default=list(STRATUM_KIND
 if not qsel or not strata:
     st.warning("Choose at least one question and one stratum.")
     st.stop()
+declared = dict(research.overview(s.db, name).config.get("primary_analysis") or {})
+p_strata = tuple(x for x in (declared.get("strata") or ["all"]) if x in strata) or ("all",)
+p_questions = tuple(q for q in (declared.get("questions") or []) if q in qsel) or None
 try:
     rep = resources.analysis_report(s.ctx.db_url, name, research.data_version(s.db, name), sim, arm_a, arm_b,
-                                    tuple(qsel), tuple(strata), zero, int(n_boot))
+                                    tuple(qsel), tuple(strata), zero, int(n_boot), p_strata, p_questions)
 except CfviewerError as exc:
     st.error(str(exc))
     st.stop()
 
 st.caption(f"{rep.title}. "
            f"{len(df)} answers from {df['reader'].nunique()} reader(s) on {df['case'].nunique()} cases. "
-           f"Differences are {arm_b} − {arm_a} per reader, case and question; p_holm is Holm-adjusted "
-           "over the whole table.")
-tabs = st.tabs(["Paired tests", "Figures", "Descriptives", "Agreement"])
+           f"Differences are {arm_b} − {arm_a} per reader, case and question. Primary (confirmatory) analysis: "
+           f"{', '.join(p_strata)} × {', '.join(p_questions) if p_questions else 'every question'}; p_holm is "
+           "Holm-adjusted within it, and separately within the exploratory rows (column family).")
+mrmc_tables = rep.mrmc_tables()
+tabs = st.tabs(["Paired tests", "MRMC (TP vs FP)", "Figures", "Descriptives", "Agreement"])
 with tabs[0]:
     st.dataframe(rep.comparison, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3g")
                                 for c in ("p", "p_holm", "statistic")})
 with tabs[1]:
-    for key, fig in rep.figures.items():
-        st.plotly_chart(fig, width="stretch", key=f"fig_{key}")
+    if not mrmc_tables:
+        st.info("The MRMC analysis needs the 'confidence' question and both arms' answers.")
+    else:
+        st.caption("Can readers tell the model's true positives from its false positives by their confidence, "
+                   "and better with one explanation than the other? Each reader's confidence is a score for "
+                   "'the prediction is right' (AUC per reader and arm); the arms are compared with the "
+                   "Obuchowski-Rockette / Hillis analysis, readers and cases random (as OR-DBM MRMC).")
+        st.dataframe(mrmc_tables["mrmc"].drop(columns=["simulated_included"], errors="ignore"), hide_index=True,
+                     width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                                     for c in ("difference", "ci_low", "ci_high", "p")})
+        if "roc" in rep.figures:
+            st.plotly_chart(rep.figures["roc"], width="stretch", key="fig_roc_mrmc")
+        with st.expander("Reader AUCs, variance components and all three analyses"):
+            for stem in ("mrmc_auc", "mrmc_components", "mrmc_tests", "mrmc_differences"):
+                if stem in mrmc_tables:
+                    st.dataframe(mrmc_tables[stem].drop(columns=["simulated_included"], errors="ignore"),
+                                 hide_index=True, width="stretch")
+        st.download_button("Download the MRMC tables (CSV)", data=mrmc_tables["mrmc"].to_csv(index=False),
+                           file_name=f"{name}_mrmc{'_with_simulated' if rep.includes_simulated else ''}.csv",
+                           mime="text/csv", icon=":material/download:")
 with tabs[2]:
-    st.dataframe(rep.summary, hide_index=True, width="stretch")
+    for key, fig in rep.figures.items():
+        if key != "roc":
+            st.plotly_chart(fig, width="stretch", key=f"fig_{key}")
 with tabs[3]:
+    st.dataframe(rep.summary, hide_index=True, width="stretch")
+with tabs[4]:
     st.markdown("**Quadratic weighted kappa between readers**")
     st.dataframe(rep.kappa, hide_index=True, width="stretch")
     st.markdown("**Krippendorff's alpha (ordinal)**")

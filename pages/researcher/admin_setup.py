@@ -5,8 +5,8 @@ import streamlit as st
 
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import CfviewerError, ImportValidationError
-from cfviewer.study.schema import DEFAULT_QUESTIONS
-from cfviewer.ui import research, resources, shell
+from cfviewer.study.reference import DEFAULT_QUESTIONS, REFERENCE_ARMS
+from cfviewer.ui import planning, research, resources, shell
 
 s, name = shell.researcher_sidebar()
 st.title("Study setup")
@@ -30,13 +30,13 @@ def create_form() -> None:
         pathologies = st.multiselect("Pathologies", list(PATHOLOGIES), default=list(PATHOLOGIES))
         st.markdown("**Arms** (readers see only the display name)")
         a1, a2 = st.columns(2)
-        arm_a_name = a1.text_input("Arm 1 display name", value="Method A")
+        (ref_a, ref_a_methods), (ref_b, ref_b_methods) = REFERENCE_ARMS
+        arm_a_name = a1.text_input("Arm 1 display name", value=ref_a)
         arm_a = a1.multiselect("Arm 1 explainers", explainers,
-                               default=[m for m in ("gradient", "guided_backprop", "integrated_gradients")
-                                        if m in explainers])
-        arm_b_name = a2.text_input("Arm 2 display name", value="Method B")
+                               default=[m for m in ref_a_methods if m in explainers])
+        arm_b_name = a2.text_input("Arm 2 display name", value=ref_b)
         arm_b = a2.multiselect("Arm 2 explainers", explainers,
-                               default=[m for m in ("latentshift-max",) if m in explainers])
+                               default=[m for m in ref_b_methods if m in explainers])
         st.markdown("**Questions** (5-point Likert; one anchor label per line, for 1 to 5)")
         questions = []
         for i, q in enumerate(DEFAULT_QUESTIONS):
@@ -147,6 +147,9 @@ if go:
         st.info(research.schedule_all(s.db, name))
     except CfviewerError as exc:
         st.error(f"No cohort was drawn: {exc}")
+
+with st.expander("How many readers and cases? (MRMC power)", icon=":material/calculate:"):
+    planning.study_size_panel(s.db, name)
 
 st.subheader("3. Readers")
 with st.form("cfv_readers", clear_on_submit=True):

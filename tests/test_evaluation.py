@@ -1,21 +1,14 @@
-"""The explainer benchmark (`cfviewer bench`) and the shared markdown sections."""
+"""The explainer evaluation (`cfviewer bench`, cfviewer.evaluation) and the shared markdown sections."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cfviewer.bench import (
-    BenchOptions,
-    _LatentShiftShare,
-    _method_maps,
-    _training_seed_overlap,
-    bench_seeds,
-    make_cases,
-    make_grids,
-    run_bench,
-)
-from cfviewer.bench_report import BenchReportError, read_section, render_markdown, write_section
+from cfviewer.evaluation import EvaluationOptions, run_evaluation
+from cfviewer.evaluation.cases import bench_seeds, make_cases, make_grids, training_seed_overlap
+from cfviewer.evaluation.report import ReportError, read_section, render_markdown, write_section
+from cfviewer.evaluation.runner import _LatentShiftShare, _method_maps
 from cfviewer.cli import main
 
 
@@ -44,12 +37,12 @@ def test_write_section_creates_replaces_and_appends(tmp_path):
 def test_write_section_refuses_broken_input(tmp_path):
     md = tmp_path / "b.md"
     md.write_text("<!-- section:x -->\nno end\n")
-    with pytest.raises(BenchReportError, match="never closes"):
+    with pytest.raises(ReportError, match="never closes"):
         write_section(md, "x", "new")
     assert md.read_text() == "<!-- section:x -->\nno end\n"
-    with pytest.raises(BenchReportError, match="section name"):
+    with pytest.raises(ReportError, match="section name"):
         write_section(md, "a b", "text")
-    with pytest.raises(BenchReportError, match="not a file"):
+    with pytest.raises(ReportError, match="not a file"):
         write_section(tmp_path, "x", "text")
 
 
@@ -93,13 +86,13 @@ def test_cases_skip_and_count_phantoms_with_an_empty_target_mask(monkeypatch):
     assert [c.target for c in cases] == [PATHOLOGIES[i % 6] for i in range(12) if i != 3]
 
 
-def test_training_seed_overlap_reads_training_meta():
+def testtraining_seed_overlap_reads_training_meta():
     class Fake:
         meta = {"training": {"data_seeds": {"train": 11, "val": 12}, "n_train": 500, "n_val": 50}}
 
-    assert _training_seed_overlap(Fake(), bench_seeds(50, 0)) == 0
+    assert training_seed_overlap(Fake(), bench_seeds(50, 0)) == 0
     Fake.meta = {}
-    assert _training_seed_overlap(Fake(), bench_seeds(50, 0)) is None
+    assert training_seed_overlap(Fake(), bench_seeds(50, 0)) is None
 
 
 def test_grids_have_exactly_one_positive_cell():
@@ -189,13 +182,13 @@ def test_a_failing_method_is_reported_not_hidden(bundle64):
     explain_base.list_explainers()
     explain_base.register("broken-test", Broken)
     try:
-        opts = BenchOptions.quick_mode(n=2, methods=["gradient", "broken-test"], progress=False,
+        opts = EvaluationOptions.quick_mode(n=2, methods=["gradient", "broken-test"], progress=False,
                                        randomization_cases=0, confounder_cases=0, grids_per_pathology=0)
-        result = run_bench(bundle64, opts)
+        result = run_evaluation(bundle64, opts)
     finally:
         explain_base._REGISTRY.pop("broken-test", None)
     by = {m.name: m for m in result.methods}
-    assert by["gradient"].ran and len(by["gradient"].loc) == len(result.cases)
+    assert by["gradient"].ran and len(by["gradient"].localisation) == len(result.cases)
     assert "deliberately broken" in by["broken-test"].error
     md = render_markdown(result)
     assert "`broken-test`: not run: failed during localisation: RuntimeError: deliberately broken" in md
@@ -224,7 +217,7 @@ def test_cli_bench_quick_end_to_end(tmp_path, bundle64):
         assert f"| `{m}` |" in section
     assert "1. *Latent Shift decorrelates faster" in section
     assert "not measurable" not in section  # both claims were computed
-    from cfviewer.bench import machine_info
+    from cfviewer.evaluation import machine_info
 
     mc = machine_info()  # the machine line names this machine's CPU count and torch threads
     assert f"- Machine: {mc['cpu']}, {mc['cpu_count']} CPUs (shared with other jobs), " in section

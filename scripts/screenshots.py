@@ -1,21 +1,23 @@
 """Screenshots of the reader page and the analysis page at 1280 x 800 in headless Chromium.
 
-    python -m cfviewer.ui.screenshots                       # the demo study if built, else a sample study
-    python -m cfviewer.ui.screenshots --study-dir DIR --out docs
+    python scripts/screenshots.py                       # the demo study if built, else a sample study
+    python scripts/screenshots.py --study-dir DIR --out docs
 
 Works on a copy of the study database (a screenshot reader is added to the copy, and simulated
-readers when the copy has no answers), so the study itself is never changed.
+readers when the copy has no answers), so the study itself is never changed. Drives the app
+with the tests' browser helpers (tests/browser.py: `streamlit run app.py` + Debian's chromium).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, str, str, str]:
@@ -28,7 +30,8 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
     from cfviewer.study import responses as R
     from cfviewer.study.db import open_database, resolve_url
     from cfviewer.study.schema import Artifact, Assignment, Response
-    from cfviewer.ui.bench import build_sample_study, copy_database
+    from cfviewer.study.db import copy_sqlite
+    from cfviewer.study.demo import build_sample_study
 
     if study_dir is None and (paths.demo_dir() / "study.db").is_file():
         study_dir = paths.demo_dir()
@@ -37,7 +40,7 @@ def _prepare(study_dir: Path | None, tmp: Path, image_size: int) -> tuple[Path, 
         root, src = sample.root, sample.db_url
     else:
         root, src = Path(study_dir).resolve(), resolve_url(None, study_dir)
-    url = copy_database(src, tmp / "copy" / "study.db")
+    url = copy_sqlite(src, tmp / "copy" / "study.db")
     db = open_database(url, study_dir=root)  # the copy's files stay in the study folder
     try:
         with db.write() as s:
@@ -82,7 +85,8 @@ def _images_loaded(page) -> None:
 def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> list[Path]:
     from playwright.sync_api import expect, sync_playwright
 
-    from cfviewer.ui.browser import AppServer, launch_chromium, wait_idle
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import AppServer, launch_chromium, wait_idle
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="cfviewer-shots-"))
@@ -138,10 +142,10 @@ def take(out: Path, study_dir: Path | None = None, image_size: int = 512) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cfviewer.ui.screenshots", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python scripts/screenshots.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study-dir", type=Path, help="study folder (default: the demo if built, else a sample)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "docs")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--image-size", type=int, default=512, help="sample study phantom size (px)")
     args = ap.parse_args(argv)
     for path in take(args.out, args.study_dir, args.image_size):

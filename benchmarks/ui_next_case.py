@@ -1,8 +1,8 @@
 """Next-case server time of the reader page.
 
-    python -m cfviewer.ui.bench                      # on a fresh sample study in a temp folder
-    python -m cfviewer.ui.bench --study-dir study_data/demo --reads 40
-    python -m cfviewer.ui.bench --apptest            # also the whole page run (streamlit AppTest)
+    python benchmarks/ui_next_case.py                # on a fresh sample study in a temp folder
+    python benchmarks/ui_next_case.py --study-dir study_data/demo --reads 40
+    python benchmarks/ui_next_case.py --apptest      # also the whole page run (streamlit AppTest)
 
 What a "Save and next" click costs on the server, per read, with precomputed artifacts:
 `reading.submit` (validate + write the answers in one IMMEDIATE transaction + the following
@@ -14,6 +14,7 @@ bytes and the counterfactual frames. With `--apptest` the whole script run of th
 
 The study's database is never written: the benchmark works on a copy (SQLite backup) with a
 new reader added to the copy. Caches start cold for every case (every read is a new image).
+Prints one table (milliseconds per Next click).
 """
 
 from __future__ import annotations
@@ -27,75 +28,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-ARM_A = ["gradient", "guided_backprop", "integrated_gradients"]
-ARM_B = ["latentshift-max"]
 ANSWERS = {"confidence": 4, "correct_feature": 2}
-
-
-# --------------------------------------------------------------------------- sample study
-@dataclass
-class SampleStudy:
-    root: Path
-    db_url: str
-    name: str
-    tokens: dict[str, str]
-    reader_ids: dict[str, int]
-
-
-def build_sample_study(base: str | Path, *, name: str = "sample", readers=("alice", "bob"),
-                       n_phantoms: int = 24, image_size: int = 64, resolution: int = 64,
-                       per_pathology: int = 1, config: dict | None = None, seed: int = 3) -> SampleStudy:
-    """A small real study: phantoms, a random bundle whose thresholds make every prediction
-    positive (TP / FP = the labels), two reference-study arms, readers, the schedule and every
-    explanation precomputed with `cfviewer.study.artifacts.precompute`."""
-    from cfviewer.models.bundle import random_bundle
-    from cfviewer.phantoms import write_dataset
-    from cfviewer.study import cohort, design, studies
-    from cfviewer.study.artifacts import precompute
-    from cfviewer.study.db import open_database
-
-    root = Path(base) / name
-    write_dataset(root / "cases", n_phantoms, size=image_size, seed=seed, dicom=False, progress=False)
-    bundle = random_bundle(resolution, seed=0)
-    bundle.thresholds = {p: 0.0 for p in bundle.pathologies}
-    bundle.save(root / "bundle")
-    bundle_id = cohort.bundle_identity(root / "bundle")
-    db = open_database(None, study_dir=root)
-    try:
-        with db.write() as s:
-            st = studies.create_study(s, name, root, config={"bundle": "bundle", **(config or {})})
-            studies.add_arm(s, st, "Method A", ARM_A)
-            studies.add_arm(s, st, "Method B", ARM_B)
-            cohort.import_cases(s, st, root / "cases", "labels.csv")
-            cohort.sample_cohort(s, st, bundle, per_pathology=per_pathology, fill=True, bundle_id=bundle_id)
-            new = studies.add_readers(s, st, readers)
-            design.build_schedule(s, st)
-            tokens = {r.reader.name: r.token for r in new}
-            ids = {r.reader.name: r.reader.id for r in new}
-        report = precompute(db, name, bundle=bundle, bundle_id=bundle_id)
-        if report.failed:
-            raise RuntimeError(f"precompute failed for the sample study: {report}")
-        url = db.url
-    finally:
-        db.dispose()
-    return SampleStudy(root, url, name, tokens, ids)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_database(src_url: str, dest: Path) -> str:
     """A SQLite copy of the study database (the online backup API: safe while others write)."""
-    import sqlite3
+    from cfviewer.study.db import DatabaseError, copy_sqlite
 
-    from sqlalchemy.engine import make_url
-
-    u = make_url(src_url)
-    if u.get_backend_name() != "sqlite":
-        raise SystemExit("the benchmark copies the database and needs SQLite; give a SQLite study")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(u.database) as a, sqlite3.connect(dest) as b:
-        a.backup(b)
-    return f"sqlite:///{dest}"
+    try:
+        return copy_sqlite(src_url, dest)
+    except DatabaseError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- the measurement
@@ -167,7 +112,7 @@ def bench_apptest(env: dict[str, str], token: str, reads: int, reading_s: float 
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        app = Path(__file__).resolve().parents[2] / "app.py"
+        app = ROOT / "app.py"
         at = AppTest.from_file(str(app), default_timeout=120)
         at.query_params["token"] = token
         at.run()
@@ -203,14 +148,20 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     return {"n": len(ms), "median": statistics.median(ms), "p90": p90, "max": ms[-1], "min": ms[0]}
 
 
-def _fmt(d: dict[str, float]) -> str:
-    if not d.get("n"):
-        return "no samples"
-    return f"median {d['median']:.1f} ms, p90 {d['p90']:.1f} ms, max {d['max']:.1f} ms (n={d['n']})"
+def table(rows: list[tuple[str, list[float]]]) -> str:
+    """A markdown table: one row per timed step (seconds in, milliseconds out)."""
+    out = ["| what is timed | median | p90 | max | n |", "|---|---:|---:|---:|---:|"]
+    for what, values in rows:
+        d = summary_ms(values)
+        if not d.get("n"):
+            out.append(f"| {what} | — | — | — | 0 |")
+        else:
+            out.append(f"| {what} | {d['median']:.1f} ms | {d['p90']:.1f} ms | {d['max']:.1f} ms | {d['n']} |")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cfviewer.ui.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python benchmarks/ui_next_case.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study-dir", help="a study folder (default: build a sample study in a temp folder)")
     ap.add_argument("--db", help="its database URL (default: the study engine's rules)")
@@ -221,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from cfviewer.study.db import open_database, resolve_url
+    from cfviewer.study.demo import build_sample_study
     from cfviewer.study.studies import get_study
 
     tmp = Path(tempfile.mkdtemp(prefix="cfviewer-uibench-"))
@@ -239,28 +191,25 @@ def main(argv: list[str] | None = None) -> int:
         db = open_database(url, study_dir=root)  # the copy's files stay in the study folder
         with db.read() as s:
             name = get_study(s, args.study).name
-        print(f"cfviewer UI benchmark on {where}; database copied to {url}")
+        print(f"cfviewer UI benchmark on {where}; database copied to {url}\n")
+        rows: list[tuple[str, list[float]]] = []
         for prefetch in (False, True):
             t = bench_functions(db, name, args.reads, prefetch=prefetch)
             how = "next case prefetched while reading" if prefetch else "cold caches"
-            print(f"next case, server functions (submit + open + images, {how}): {_fmt(summary_ms(t.total))}")
-            print(f"  submit answers: {_fmt(summary_ms(t.submit))}")
-            print(f"  open next read: {_fmt(summary_ms(t.open))}")
-            print(f"  images:         {_fmt(summary_ms(t.render))}")
+            rows += [(f"server functions of a Next click (submit + open + images), {how}", t.total),
+                     ("  submit answers", t.submit), ("  open next read", t.open), ("  images", t.render)]
         if args.apptest:
-            from cfviewer.study import studies
+            from cfviewer.study import design, studies
 
             with db.write() as s:
                 st = studies.get_study(s, name)
                 new = studies.add_readers(s, st, ["bench-apptest"])
-                from cfviewer.study import design
-
                 design.build_schedule(s, st)
                 token = new[0].token
             env = {"CFVIEWER_STUDY_DIR": str(root), "CFVIEWER_DB_URL": url}
-            runs = bench_apptest(env, token, args.reads)
-            print(f"next case, whole page run (AppTest, Streamlit included, 1 s reading time between "
-                  f"clicks): {_fmt(summary_ms(runs))}")
+            rows.append(("the whole page run (AppTest, Streamlit included, 1 s reading time between clicks)",
+                         bench_apptest(env, token, args.reads)))
+        print(table(rows))
         db.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

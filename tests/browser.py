@@ -1,6 +1,7 @@
 """Drive the real app in headless Chromium: start `streamlit run app.py` on a free localhost
 port, launch Debian's chromium through Playwright (never a downloaded browser), wait for
-Streamlit to finish a run. Used by tests/test_browser_e2e.py and `python -m cfviewer.ui.screenshots`."""
+Streamlit to finish a run. Test support (tests/test_browser_e2e.py, tests/test_pages_gate.py),
+also used by `python scripts/screenshots.py`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CFVIEWER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",

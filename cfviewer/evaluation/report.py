@@ -1,6 +1,9 @@
-"""Shared markdown file for benchmark results (docs/benchmarks.md).
+"""The evaluation's report: one markdown table per question, in a shared markdown file.
 
-Each benchmark command owns one named section, delimited by HTML comments::
+:func:`render_markdown` writes the "explainers" section of docs/benchmarks.md from an
+:class:`~cfviewer.evaluation.runner.EvaluationResult` (``cfviewer bench``).
+
+Each command that writes docs/benchmarks.md owns one named section, delimited by HTML comments::
 
     <!-- section:NAME -->
     ...markdown...
@@ -23,11 +26,12 @@ import numpy as np
 from scipy import stats
 
 from cfviewer.errors import CfviewerError
+from cfviewer.evaluation.questions import Speed
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class BenchReportError(CfviewerError):
+class ReportError(CfviewerError):
     """The markdown file or the section name cannot be used."""
 
 
@@ -53,22 +57,22 @@ def write_section(md_path: str | Path, section_name: str, markdown: str) -> Path
     """Replace the block of ``section_name`` in ``md_path`` by ``markdown``; append it if the
     section is absent (creating the file and its folder if needed). Writes atomically."""
     if not _NAME.match(section_name):
-        raise BenchReportError(
+        raise ReportError(
             f"section name {section_name!r} may only hold letters, digits, '_', '.' and '-'"
         )
     path = Path(md_path)
     if path.exists() and not path.is_file():
-        raise BenchReportError(f"{path} is not a file; pass a markdown file path with --out")
+        raise ReportError(f"{path} is not a file; pass a markdown file path with --out")
     start, end = _markers(section_name)
     if start in markdown or end in markdown:
-        raise BenchReportError(f"the markdown of section {section_name!r} contains its own markers")
+        raise ReportError(f"the markdown of section {section_name!r} contains its own markers")
     block = f"{start}\n{markdown.strip(chr(10))}\n{end}"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     i = text.find(start)
     if i >= 0:
         j = text.find(end, i + len(start))
         if j < 0:
-            raise BenchReportError(
+            raise ReportError(
                 f"{path}: section {section_name!r} opens with {start!r} but never closes; add "
                 f"{end!r} after it or delete the broken block"
             )
@@ -87,7 +91,7 @@ def write_section(md_path: str | Path, section_name: str, markdown: str) -> Path
         tmp.write_text(new, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        raise BenchReportError(f"cannot write {path}: {exc}") from None
+        raise ReportError(f"cannot write {path}: {exc}") from None
     return path
 
 
@@ -144,7 +148,7 @@ def _find(result: Any, *names: str) -> Any:
 
 
 def render_markdown(result: Any) -> str:
-    """The benchmark section (markdown) of a :class:`cfviewer.bench.BenchResult`."""
+    """The evaluation section (markdown) of a :class:`cfviewer.evaluation.EvaluationResult`."""
     o = result.options
     out: list[str] = []
     ran = [m for m in result.methods if m.ran]
@@ -203,8 +207,8 @@ def render_markdown(result: Any) -> str:
         for m in result.methods:
             if not m.ran:
                 continue
-            vals = np.array([d[key] for d in m.loc])
-            tg = np.array(m.loc_targets)
+            vals = m.localisation.values(key)
+            tg = np.array(m.localisation.targets)
             row = [f"`{m.name}`"] + [_f(_mean(vals[tg == p]), 1 if key == "hausdorff" else 3) for p in pats]
             row.append(_f(_mean(vals), 1 if key == "hausdorff" else 3))
             rows.append(row)
@@ -215,8 +219,8 @@ def render_markdown(result: Any) -> str:
                "pointing = the map's maximum inside the mask.")
     out.append("")
     keys = ["iou_p80", "iou_p90", "iou_p95", "iou_p98", "weak_loc", "pointing"]
-    rows = [[f"`{m.name}`"] + [_f(_mean([d[k] for d in m.loc])) for k in keys] + [str(len(m.loc))]
-            for m in result.methods if m.ran]
+    rows = [[f"`{m.name}`"] + [_f(_mean(m.localisation.values(k))) for k in keys]
+            + [str(len(m.localisation))] for m in result.methods if m.ran]
     out.append(_table(["method", "IoU p80", "IoU p90", "IoU p95", "IoU p98", "weak loc.", "pointing", "n"], rows))
     out.append("")
 
@@ -232,10 +236,11 @@ def render_markdown(result: Any) -> str:
     mids = [k for k in (1, steps // 2, steps) if 0 < k <= steps]
     rows = []
     for m in result.methods:
-        if not m.ran or m.aopc is None:
+        if not m.ran or m.faithfulness is None:
             continue
-        curve = m.deletion_mean_curve
-        rows.append([f"`{m.name}`", _mean_sd(m.aopc), _f(_mean(m.deletion_auc))]
+        fa = m.faithfulness
+        curve = fa.mean_curve
+        rows.append([f"`{m.name}`", _mean_sd(fa.aopc), _f(_mean(fa.deletion_auc))]
                     + [_f(curve[0])] + [_f(curve[k]) for k in mids])
     out.append(_table(["method", "AOPC (mean ± sd)", "deletion AUC", "p at 0 %"]
                       + [f"p at {100 * k / steps:.0f} %" for k in mids], rows))
@@ -244,7 +249,8 @@ def render_markdown(result: Any) -> str:
     # 3. randomisation
     out.append("### 3. Sanity: cascading randomisation")
     out.append("")
-    nr = max((0 if m.rand_corr is None else m.rand_corr.shape[1]) for m in ran) if ran else 0
+    nr = max((0 if m.randomisation is None else m.randomisation.correlations.shape[1])
+             for m in ran) if ran else 0
     out.append(f"Classifier blocks re-initialised from the output down, cumulatively (Adebayo et al.), on {nr} "
                f"cases; Spearman rank correlation of |map| with the trained model's map (lower = the map "
                f"depends more on the model). Blocks: {', '.join(f'`{g}`' for g in result.randomization_layers)}. "
@@ -252,12 +258,13 @@ def render_markdown(result: Any) -> str:
     out.append("")
     rows = []
     for m in ran:
-        if m.rand_corr is None:
+        if m.randomisation is None:
             continue
-        mean_curve = _nanmean_rows(m.rand_corr)
-        undefined = int(np.isnan(m.rand_corr[1:]).sum())
+        corr = m.randomisation.correlations
+        mean_curve = _nanmean_rows(corr)
+        undefined = int(np.isnan(corr[1:]).sum())
         rows.append([f"`{m.name}`", _f(mean_curve[1] if len(mean_curve) > 1 else float("nan")),
-                     _f(_mean(mean_curve[1:])), _mean_sd(m.rand_corr[-1]), str(undefined)])
+                     _f(_mean(mean_curve[1:])), _mean_sd(corr[-1]), str(undefined)])
     out.append(_table(["method", "after top block", "mean over steps", "full reset (mean ± sd)", "undefined"], rows))
     out.append("")
 
@@ -272,9 +279,9 @@ def render_markdown(result: Any) -> str:
                "(1 = no preference for the tube).")
     out.append("")
     if result.tube_found:
-        rows = [[f"`{m.name}`", _mean_sd(m.tube_mass), _f(_mean(m.tube_ratio), 1),
-                 f"{m.tube_empty} of {len(m.tube_mass)}"]
-                for m in result.methods if m.ran and m.tube_mass is not None]
+        rows = [[f"`{m.name}`", _mean_sd(m.confounder.mass), _f(_mean(m.confounder.ratio), 1),
+                 f"{m.confounder.empty} of {len(m.confounder.mass)}"]
+                for m in result.methods if m.ran and m.confounder is not None]
         out.append(_table(["method", "mass on tube (mean ± sd)", "ratio to area", "empty maps"], rows))
         out.append("")
         out.append("Empty maps (no positive attribution) are left out of the means; for Latent Shift they "
@@ -291,8 +298,9 @@ def render_markdown(result: Any) -> str:
                "map's positive mass in the positive cell and how often its maximum lies there (0.25 = chance).")
     out.append("")
     if result.grids:
-        rows = [[f"`{m.name}`", _mean_sd(m.grid_share), _f(_mean(m.grid_max))]
-                for m in result.methods if m.ran and m.grid_share is not None]
+        rows = [[f"`{m.name}`", _mean_sd(m.class_specificity.mass_share),
+                 _f(_mean(m.class_specificity.max_in_cell))]
+                for m in result.methods if m.ran and m.class_specificity is not None]
         out.append(_table(["method", "mass in positive cell", "max in positive cell"], rows))
         out.append("")
 
@@ -308,11 +316,12 @@ def render_markdown(result: Any) -> str:
     out.append("")
     rows = []
     for m in ran:
-        ev = m.evaluations
-        rows.append([f"`{m.name}`", _f(min(m.ms_single) if m.ms_single else None, 0),
-                     _f(np.median(m.ms_single) if m.ms_single else None, 0),
-                     _f(np.median(m.ms_single_cpu) if m.ms_single_cpu else None, 0),
-                     _f(m.ms_batched, 0),
+        sp = m.speed or Speed()
+        ev = sp.evaluations
+        rows.append([f"`{m.name}`", _f(min(sp.ms_single) if sp.ms_single else None, 0),
+                     _f(np.median(sp.ms_single) if sp.ms_single else None, 0),
+                     _f(np.median(sp.ms_single_cpu) if sp.ms_single_cpu else None, 0),
+                     _f(sp.ms_batched, 0),
                      _f(ev.get("classifier"), 1), _f(ev.get("decoder"), 1), _f(ev.get("backward"), 1),
                      _f(ev.get("search_images"), 1)])
     out.append(_table(["method", "wall ms min", "wall ms median", "CPU ms median",
@@ -323,7 +332,7 @@ def render_markdown(result: Any) -> str:
     if ref:
         out.append(reference_sentence(ref))
         out.append("")
-    shared = [m for m in ran if m.shared_check is not None]
+    shared = [m for m in ran if m.speed is not None and m.speed.shared_check is not None]
     if shared:
         out.append(
             "Methods built on Latent Shift frames (the `latentshift-*` maps and the `adversarial_*` maps, "
@@ -334,7 +343,7 @@ def render_markdown(result: Any) -> str:
             "method's own "
             "`explain()`. The shared path reproduces each method's own `explain()` on the timing cases up to "
             "a max relative map deviation of "
-            + ", ".join(f"`{m.name}` {m.shared_check:.1e}" for m in shared) + "."
+            + ", ".join(f"`{m.name}` {m.speed.shared_check:.1e}" for m in shared) + "."
         )
         out.append("")
 
@@ -358,10 +367,11 @@ def claims(result: Any) -> list[str]:
     ls = _find(result, "latentshift-max", "latentshift")
     gbp = _find(result, "guided_backprop")
     c1 = "1. *Latent Shift decorrelates faster than guided backprop under cascading randomisation* (Cohen et al.): "
-    if ls is None or gbp is None or ls.rand_corr is None or gbp.rand_corr is None:
+    if ls is None or gbp is None or ls.randomisation is None or gbp.randomisation is None:
         lines.append(c1 + "not measurable here (one of the two methods did not run).")
     else:
-        a, g = _nanmean_rows(ls.rand_corr)[1:], _nanmean_rows(gbp.rand_corr)[1:]
+        ls_corr, gbp_corr = ls.randomisation.correlations, gbp.randomisation.correlations
+        a, g = _nanmean_rows(ls_corr)[1:], _nanmean_rows(gbp_corr)[1:]
         both = np.isfinite(a) & np.isfinite(g)
         faster = int(np.sum(a[both] < g[both]))
         ma, mg = _mean(a), _mean(g)
@@ -369,8 +379,8 @@ def claims(result: Any) -> list[str]:
                    "**does not hold**" if ma >= mg and faster < both.sum() / 2 else "**mixed**")
         lines.append(c1 + f"{verdict} here: mean Spearman over the {len(a)} randomisation steps "
                      f"{_f(ma)} (`{ls.name}`) vs {_f(mg)} (`guided_backprop`); Latent Shift lower at "
-                     f"{faster} of {int(both.sum())} steps; at full reset {_f(_mean(ls.rand_corr[-1]))} vs "
-                     f"{_f(_mean(gbp.rand_corr[-1]))}. Caveat: only the classifier is randomised; the "
+                     f"{faster} of {int(both.sum())} steps; at full reset {_f(_mean(ls_corr[-1]))} vs "
+                     f"{_f(_mean(gbp_corr[-1]))}. Caveat: only the classifier is randomised; the "
                      "autoencoder, which shapes the Latent Shift frames, keeps its weights.")
     v2 = _find(result, "adversarial_fi-v2_smooth", "adversarial_fi")
     if v2 is not None and v2.params.get("variant") != "v2_smooth":
@@ -382,8 +392,8 @@ def claims(result: Any) -> list[str]:
     else:
         parts, wins, losses = [], 0, 0
         for key, label in (("auc_loc", "AUC_loc"), ("iou_top_p", "top-p IoU")):
-            x = np.array([d[key] for d in v2.loc])
-            y = np.array([d[key] for d in diff.loc])
+            x = v2.localisation.values(key)
+            y = diff.localisation.values(key)
             p = float("nan")
             if len(x) == len(y) and len(x) > 1 and np.any(x != y):
                 p = float(stats.wilcoxon(x, y).pvalue)
@@ -392,13 +402,13 @@ def claims(result: Any) -> list[str]:
             p_txt = "n/a" if not math.isfinite(p) else "< 0.001" if p < 0.001 else f"= {_f(p)}"
             parts.append(f"{label} {_f(_mean(x))} vs {_f(_mean(y))} (paired Wilcoxon p {p_txt})")
         verdict = "**holds**" if wins == 2 else "**does not hold**" if losses == 2 else "**mixed / not significant**"
-        lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.loc)} cases "
+        lines.append(c2 + f"{verdict} here: " + "; ".join(parts) + f" over {len(v2.localisation)} cases "
                      f"(`{v2.name}` vs `{diff.name}`).")
     return lines
 
 
 def reference_sentence(ref: dict[str, Any]) -> str:
-    """The public reference's own evaluation count (BenchResult.reference_latentshift)."""
+    """The public reference's own evaluation count (EvaluationResult.reference_latentshift)."""
     cfg = ref.get("settings", {})
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(ref.get("stop_reasons", {}).items()))
     return (

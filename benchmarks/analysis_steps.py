@@ -1,9 +1,11 @@
 """Timing of the analysis over simulated responses (default 100,000).
 
-    python -m cfviewer.analysis.bench                      # 10 readers x 2500 cases x 2 x 2
-    python -m cfviewer.analysis.bench --readers 4 --cases 200 --n-boot 500
+    python benchmarks/analysis_steps.py                    # 10 readers x 2500 cases x 2 x 2
+    python benchmarks/analysis_steps.py --readers 4 --cases 200 --n-boot 500
 
-Prints a markdown table of wall-clock seconds per step (best of --repeat runs).
+The answers come from the simulated readers' rating model (`cfviewer.study.simulate.
+simulate_frame`). Prints a markdown table of wall-clock seconds per step (best of --repeat
+runs), then the comparison of the two arms over all cases.
 """
 
 from __future__ import annotations
@@ -11,54 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-
-from cfviewer import PATHOLOGIES
-
-DEFAULT_QUESTIONS = (
-    "How confident are you in the model's prediction?",
-    "Is the model looking at the correct feature?",
-)
-
-
-def simulate_responses(
-    n_readers: int = 10,
-    n_cases: int = 2500,
-    arms: Sequence[str] = ("Method A", "Method B"),
-    questions: Sequence[str] = DEFAULT_QUESTIONS,
-    effect: float = 0.3,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """A long-format response table with the export's analysis columns, marked simulated.
-
-    Latent score per response = case difficulty + reader bias + `effect` x arm index + noise,
-    cut into 1..5; cases cycle through the six pathologies, a third are false positives.
-    """
-    rng = np.random.default_rng(seed)
-    n_arms, n_q = len(arms), len(questions)
-    case_effect = rng.normal(0, 0.8, n_cases)
-    reader_bias = rng.normal(0, 0.4, n_readers)
-    r, c, a, q = (g.ravel() for g in np.meshgrid(
-        np.arange(n_readers), np.arange(n_cases), np.arange(n_arms), np.arange(n_q),
-        indexing="ij"))
-    latent = (3.0 + case_effect[c] + reader_bias[r] + effect * a
-              + rng.normal(0, 0.9, r.size))
-    rating = np.clip(np.rint(latent), 1, 5).astype(np.int64)
-    pathologies = np.asarray(PATHOLOGIES)
-    return pd.DataFrame({
-        "reader": np.char.add("reader", r.astype(str)),
-        "case": c,
-        "arm": np.asarray(arms)[a],
-        "pathology": pathologies[c % len(pathologies)],
-        "stratum": np.where(c % 3 == 0, "FP", "TP"),
-        "question": np.asarray(questions)[q],
-        "rating": rating,
-        "simulated": True,
-    })
-
 
 def _best_of(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     best, out = float("inf"), None
@@ -80,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         reader_kappa,
     )
 
-    p = argparse.ArgumentParser(prog="python -m cfviewer.analysis.bench",
+    from cfviewer.study.simulate import simulate_frame
+
+    p = argparse.ArgumentParser(prog="python benchmarks/analysis_steps.py",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--readers", type=int, default=10)
     p.add_argument("--cases", type=int, default=2500)
@@ -89,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    df = simulate_responses(args.readers, args.cases, seed=args.seed)
+    df = simulate_frame(args.readers, args.cases, seed=args.seed)
     arm_a, arm_b = "Method A", "Method B"
     steps: list[tuple[str, Callable[[], object]]] = [
         ("compare_arms (all strata, n_boot=%d)" % args.n_boot,
@@ -120,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec, n in rows:
         print(f"| {name} | {sec:.3f} | {n} |")
     allrow = comparison[comparison["stratum_kind"] == "all"]
-    print("\ncomparison, stratum 'all' (simulated effect 0.3 on the latent scale):\n")
+    print("\ncomparison, stratum 'all' (the simulated readers' rating model, cfviewer.study.simulate):\n")
     print("| question | n_pairs | mean_diff | p | r_rb [95% CI] |")
     print("|---|---:|---:|---:|---|")
     for _, r in allrow.iterrows():

@@ -1,12 +1,12 @@
-"""Issue 8: the benchmark's count of the public reference (ieee8023/latentshift) is the
+"""Issue 8: the evaluation's count of the public reference (ieee8023/latentshift) is the
 reference's own walk with its own defaults, not a replay of cfviewer's resolved settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from cfviewer.bench import BenchOptions, make_cases, reference_counts, run_bench
-from cfviewer.bench_report import reference_sentence, render_markdown
+from cfviewer.evaluation import EvaluationOptions, make_cases, reference_counts, run_evaluation
+from cfviewer.evaluation.report import reference_sentence, render_markdown
 from cfviewer.explain.latentshift import reference_run
 
 
@@ -32,16 +32,16 @@ def test_reference_counts_are_reference_runs(rb):
 
 
 def test_speed_section_has_no_replayed_reference_column(rb):
-    opts = BenchOptions.quick_mode(n=2, methods=["latentshift"], progress=False, randomization_cases=0,
+    opts = EvaluationOptions.quick_mode(n=2, methods=["latentshift"], progress=False, randomization_cases=0,
                                    confounder_cases=0, grids_per_pathology=0, reference_cases=2)
-    result = run_bench(rb, opts)
+    result = run_evaluation(rb, opts)
     assert result.reference_latentshift["cases"] == 2
     md = render_markdown(result)
     assert "reference walk decoder imgs" not in md and "sequential walk of the reference" not in md
     assert reference_sentence(result.reference_latentshift) in md
     by = {m.name: m for m in result.methods}
-    assert "reference_decoder" not in by["latentshift"].evaluations
+    assert "reference_decoder" not in by["latentshift"].speed.evaluations
     # without an autoencoder method there is nothing to compare
-    opts = BenchOptions.quick_mode(n=2, methods=["gradient"], progress=False, randomization_cases=0,
+    opts = EvaluationOptions.quick_mode(n=2, methods=["gradient"], progress=False, randomization_cases=0,
                                    confounder_cases=0, grids_per_pathology=0)
-    assert run_bench(rb, opts).reference_latentshift is None
+    assert run_evaluation(rb, opts).reference_latentshift is None

@@ -1,0 +1,183 @@
+"""One function per evaluation question, each returning a typed result.
+
+Every question scores maps (N x R x R, larger = more important) that the runner
+(:mod:`cfviewer.evaluation.runner`) produced for a list of cases, with :mod:`cfviewer.metrics`:
+
+1. :func:`localisation` -- do the maps point at the finding? (top-p IoU, AUC_loc, Hausdorff,
+   fixed-percentile IoU, weak localisation, pointing; per case)
+2. :func:`faithfulness` -- do the pixels the map ranks first drive the score? (deletion curve,
+   AOPC)
+3. :func:`randomisation` -- does the map depend on the model? (cascading randomisation)
+4. :func:`confounder` -- does the map reveal the chest-tube shortcut behind a false positive?
+5. :func:`class_specificity` -- is the map specific to the class? (2 x 2 grids, Attri-Net)
+6. :func:`speed` -- milliseconds and image evaluations per explanation.
+
+The chance level of questions 1, 2, 4 and 5 is the same function applied to random maps
+(:func:`cfviewer.metrics.random_map`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cfviewer.evaluation.cases import Case
+from cfviewer.metrics import (
+    cascading_randomization,
+    class_sensitivity,
+    confounder_mass,
+    deletion_curves,
+    localization_scores,
+)
+
+
+# ---------------------------------------------------------------------- 1. localisation
+@dataclass
+class Localisation:
+    """Per-case localisation scores (``cfviewer.metrics.localization_scores`` keys)."""
+
+    scores: list[dict[str, float]] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    case_ids: list[str] = field(default_factory=list)
+
+    def values(self, key: str) -> np.ndarray:
+        """One score (e.g. ``"auc_loc"``) over the cases, in case order."""
+        return np.array([d[key] for d in self.scores], dtype=float)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def localisation(maps: Sequence[np.ndarray], cases: Sequence[Case]) -> Localisation:
+    """Scores of each map against its case's ground-truth mask."""
+    out = Localisation()
+    for c, m in zip(cases, maps):
+        out.scores.append(localization_scores(m, c.mask))
+        out.targets.append(c.target)
+        out.case_ids.append(c.uid)
+    return out
+
+
+# ---------------------------------------------------------------------- 2. faithfulness
+@dataclass
+class Faithfulness:
+    """Deletion curves: pixels removed most-important-first, target probability re-predicted."""
+
+    aopc: np.ndarray
+    """Per case: mean drop from the unperturbed probability over the steps (higher = more faithful)."""
+    deletion_auc: np.ndarray
+    """Per case: area under the probability curve (lower = better)."""
+    mean_curve: np.ndarray
+    """Mean probability at each removed fraction (steps + 1 values, 0 % first)."""
+
+
+def faithfulness(bundle: Any, cases: Sequence[Case], maps: np.ndarray, steps: int) -> Faithfulness:
+    """Deletion curves in ``steps`` equal steps with a blurred-image baseline (the phantoms are
+    generated at the model resolution)."""
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    targets = np.array([bundle.target_index(c.target) for c in cases])
+    curves = deletion_curves(bundle.predict, np.stack([c.image for c in cases]), maps,
+                             targets, fractions, baseline="blur", batch_size=32)
+    return Faithfulness(aopc=curves.aopc, deletion_auc=curves.auc,
+                        mean_curve=curves.scores.mean(axis=0))
+
+
+# ---------------------------------------------------------------------- 3. randomisation
+@dataclass
+class Randomisation:
+    """Cascading randomisation (Adebayo et al.): Spearman correlation of |map| with the trained
+    model's map after each cumulative block reset."""
+
+    steps: list[str]
+    correlations: np.ndarray
+    """(len(steps) x cases); row 0 is the trained model (1.0), NaN = the map became constant."""
+
+
+def randomisation(bundle: Any, explain_with: Callable[[Any], np.ndarray], seed: int) -> Randomisation:
+    """``explain_with(bundle_state)`` returns the maps of the same cases for each model state."""
+    curve = cascading_randomization(bundle, explain_with, seed=seed)
+    return Randomisation(steps=list(curve.steps), correlations=curve.correlations)
+
+
+# ---------------------------------------------------------------------- 4. confounder
+@dataclass
+class Confounder:
+    """Attribution mass on the chest tube of tube-only pneumothorax false positives."""
+
+    mass: np.ndarray
+    """Per case: share of the map's positive mass on the tube mask (NaN = no positive mass)."""
+    ratio: np.ndarray
+    """Per case: mass / the tube's share of the image (1 = no preference for the tube)."""
+
+    @property
+    def empty(self) -> int:
+        """Maps with no positive attribution (left out of the means)."""
+        return int(np.isnan(self.mass).sum())
+
+
+def confounder(maps: Sequence[np.ndarray], tube_cases: Sequence[Case]) -> Confounder:
+    mass = np.array([confounder_mass(m, c.mask) for m, c in zip(maps, tube_cases)])
+    return Confounder(mass=mass, ratio=mass / np.array([c.mask.mean() for c in tube_cases]))
+
+
+# ---------------------------------------------------------------------- 5. class specificity
+@dataclass
+class ClassSpecificity:
+    """2 x 2 grids with exactly one positive cell (Attri-Net)."""
+
+    mass_share: np.ndarray
+    """Per grid: share of the map's positive mass in the positive cell (0.25 = chance)."""
+    max_in_cell: np.ndarray
+    """Per grid: 1.0 when the map's maximum lies in the positive cell."""
+
+
+def class_specificity(maps: Sequence[np.ndarray], cells: Sequence[int]) -> ClassSpecificity:
+    scores = [class_sensitivity(m, cell) for m, cell in zip(maps, cells)]
+    return ClassSpecificity(mass_share=np.array([s.mass_share for s in scores]),
+                            max_in_cell=np.array([s.max_in_cell for s in scores], dtype=float))
+
+
+# ---------------------------------------------------------------------- 6. speed
+@dataclass
+class Speed:
+    """What one explanation costs on this machine."""
+
+    ms_single: list[float] = field(default_factory=list)
+    """Wall-clock ms of single-image ``explain()`` calls (what ``cfviewer explain`` waits)."""
+    ms_single_cpu: list[float] = field(default_factory=list)
+    """Process CPU ms of the same calls (all threads): robust to other jobs on the machine."""
+    ms_batched: float | None = None
+    """CPU ms per explanation amortised over ``explain_batch`` (the method's own part)."""
+    evaluations: dict[str, float] = field(default_factory=dict)
+    """Mean image evaluations per explanation (``Explanation.evaluations``)."""
+    shared_check: float | None = None
+    """Max |map difference| / max |map| between the maps the runner used (shared Latent Shift
+    frames) and the method's own ``explain()`` (0 = identical); None when not shared."""
+
+
+def speed(explainer: Any, cases: Sequence[Case], maps: np.ndarray | None = None,
+          ms_batched: float | None = None, on_case: Callable[[], None] | None = None) -> Speed:
+    """Time ``explainer.explain`` on each case and average its evaluation counts; with ``maps``
+    (the runner's maps of the same cases) also the largest relative deviation from them."""
+    out = Speed(ms_batched=ms_batched)
+    ev_sum: dict[str, float] = {}
+    dev = 0.0
+    for j, c in enumerate(cases):
+        t1, c1 = time.perf_counter(), time.process_time()
+        e = explainer.explain(c.image, c.target)
+        out.ms_single.append(1000.0 * (time.perf_counter() - t1))
+        out.ms_single_cpu.append(1000.0 * (time.process_time() - c1))
+        for k, v in (e.evaluations or {}).items():
+            ev_sum[k] = ev_sum.get(k, 0.0) + float(v)
+        if maps is not None:
+            scale = float(np.abs(e.map).max()) or 1.0
+            dev = max(dev, float(np.abs(e.map - maps[j]).max()) / scale)
+        if on_case:
+            on_case()
+    out.evaluations = {k: v / len(cases) for k, v in ev_sum.items()} if cases else {}
+    if maps is not None:
+        out.shared_check = dev
+    return out
