@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         if args.mp4:
             keep("mp4", render.write_mp4(e, out / "animation.mp4", size=args.gif_size, fps=args.fps))
     doc = e.summary()
-    from cfviewer.study.cohort import bundle_identity, sha256_file
+    from cfviewer.files import sha256_file
+    from cfviewer.models.bundle import bundle_identity
 
     # No absolute paths: the input by file name + sha256, the bundle by its identity, and the
     # written files by their names in the output folder (the folder can be moved or shared).

@@ -140,7 +140,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from cfviewer.models import Bundle
-    from cfviewer.study import cohort, setup, status, studies
+    from cfviewer.models.bundle import bundle_identity
+    from cfviewer.study import setup, status, studies
 
     name, root, db = _open(args)
     bdir = args.bundle or status.study_overview(db, name).config.get("bundle")
@@ -157,7 +158,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bar.update(i - bar.n)
 
     pats = [p.strip() for p in args.pathologies.split(",")] if args.pathologies else None
-    rep = setup.sample_cohort(db, name, bundle, bundle_id=cohort.bundle_identity(bpath),
+    rep = setup.sample_cohort(db, name, bundle, bundle_id=bundle_identity(bpath),
                               bundle_setting=studies.portable_path(bpath, root) if args.bundle else None,
                               per_pathology=args.per_pathology, fp_fraction=args.fp_fraction,
                               pathologies=pats, seed=args.seed, fill=args.fill, replace=args.replace,
@@ -208,7 +209,7 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     bundle_id = None
     if args.bundle:
         from cfviewer.models import Bundle
-        from cfviewer.study.cohort import bundle_identity
+        from cfviewer.models.bundle import bundle_identity
 
         bundle = Bundle.load(args.bundle, device=args.device)
         bundle_id = bundle_identity(args.bundle)

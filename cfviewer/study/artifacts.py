@@ -45,7 +45,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from cfviewer.study.cohort import load_case_image, sha256_file
+from cfviewer.files import sha256_file
+from cfviewer.study.cohort import load_case_image
 from cfviewer.study.db import Database
 from cfviewer.study.errors import StudyError
 from cfviewer.study.schema import Arm, Artifact, Case, CohortItem, utcnow
@@ -310,7 +311,7 @@ def precompute(
     `bundle`: a loaded Bundle (default: `Bundle.load(study.config["bundle"], device)`);
     `bundle_id` must match the cohort's (the predictions readers see came from that model)."""
     from cfviewer.explain import get_explainer
-    from cfviewer.study.cohort import bundle_identity
+    from cfviewer.models.bundle import bundle_identity
     from cfviewer.study.studies import get_study, study_folder
 
     t0 = time.perf_counter()

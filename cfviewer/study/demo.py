@@ -181,8 +181,8 @@ def _fix_root(db: Database, root: Path) -> None:
 def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_pathology: int, image_size: int,
            quiet: bool, say: Callable[[str], None], res: DemoResult):
     from cfviewer.models import Bundle
+    from cfviewer.models.bundle import bundle_identity
     from cfviewer.phantoms import write_dataset
-    from cfviewer.study import cohort
     from cfviewer.study.studies import get_study
     from cfviewer.study.tokens import reader_link
 
@@ -196,7 +196,7 @@ def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_patholog
     bundle_cfg = "bundle" if bundle_dir.resolve() == (root / "bundle").resolve() else str(bundle_dir.resolve())
     t = time.perf_counter()
     made = set_up_study(db, DEMO_NAME, root, cases=root / "cases", labels=import_csv, bundle=bundle,
-                        bundle_id=cohort.bundle_identity(bundle_dir), readers=DEMO_READERS,
+                        bundle_id=bundle_identity(bundle_dir), readers=DEMO_READERS,
                         per_pathology=per_pathology, fp_fraction=0.5, fill=True, seed=DEMO_SEED,
                         config={"bundle": bundle_cfg}, say=say)
     sampling = made.sampling
@@ -299,15 +299,15 @@ def build_sample_study(base: str | Path, *, name: str = "sample", readers=("alic
     `positive_bundle` of `resolution`, saved in the study folder), the reference arms,
     `readers`, the schedule (`set_up_study`) and, with `precompute`, every explanation
     precomputed with `cfviewer.study.artifacts.precompute`."""
+    from cfviewer.models.bundle import bundle_identity
     from cfviewer.phantoms import write_dataset
-    from cfviewer.study import cohort
     from cfviewer.study.artifacts import precompute as run_precompute
 
     root = Path(base) / name
     write_dataset(root / "cases", n_phantoms, size=image_size, seed=seed, dicom=False, progress=False)
     bundle = positive_bundle(resolution) if bundle is None else bundle
     bundle.save(root / "bundle")
-    bundle_id = cohort.bundle_identity(root / "bundle")
+    bundle_id = bundle_identity(root / "bundle")
     db = open_database(None, study_dir=root)
     try:
         made = set_up_study(db, name, root, cases=root / "cases", bundle=bundle, bundle_id=bundle_id,

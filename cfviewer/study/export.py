@@ -21,7 +21,7 @@ from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cfviewer import __version__
-from cfviewer.study.cohort import sha256_file
+from cfviewer.files import sha256_file
 from cfviewer.study.schema import (
     Arm,
     Assignment,

@@ -131,7 +131,7 @@ with st.form("cfv_sample"):
     go = st.form_submit_button("Sample")
 if go:
     try:
-        from cfviewer.study.cohort import bundle_identity
+        from cfviewer.models.bundle import bundle_identity
 
         bdir = research.resolve_bundle_dir(ov.root, ov.config.get("bundle"))
         bundle = resources.bundle(str(bdir))
