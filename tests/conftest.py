@@ -35,6 +35,18 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_throttle():
+    """The app's sign-in throttle lives in the process (cfviewer.ui.auth.THROTTLE) and AppTest
+    sessions share one id: start every test with no failed sign-ins on record."""
+    import sys
+
+    yield
+    auth = sys.modules.get("cfviewer.ui.auth")
+    if auth is not None:
+        auth.THROTTLE.reset()
+
+
 @pytest.fixture()
 def study(tmp_path):
     """(db, root) of an empty study 's' in tmp_path (the import tests' study)."""

@@ -56,6 +56,11 @@ LAUNCHER = textwrap.dedent(r"""
                         f.write(rel + "\n")
 
     sys.addaudithook(hook)
+    if os.environ.get("CFV_RUN_APP_LAUNCHER"):  # start as scripts/run-app does (cfviewer.ui.serve)
+        from cfviewer.ui import serve
+
+        serve.hide_server_paths()
+        serve.no_pages_folder_scan()
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", *sys.argv[1:]]
@@ -67,11 +72,12 @@ class Server(AppServer):
     """`streamlit run <app>` on a free port through the recording launcher; `ran()` lists
     the scripts it executed."""
 
-    def __init__(self, app: Path, tmp: Path, env: dict[str, str]):
+    def __init__(self, app: Path, tmp: Path, env: dict[str, str], run_app: bool = False):
         port_log = tmp / f"ran-{uuid.uuid4().hex[:8]}.txt"
         launcher = tmp / "launch_streamlit.py"
         launcher.write_text(LAUNCHER)
-        super().__init__({**env, "CFV_RUN_LOG": str(port_log), "CFV_WATCH_ROOT": str(app.parent)},
+        extra = {"CFV_RUN_APP_LAUNCHER": "1"} if run_app else {}
+        super().__init__({**env, **extra, "CFV_RUN_LOG": str(port_log), "CFV_WATCH_ROOT": str(app.parent)},
                          tmp / f"streamlit-{port_log.stem}.log", app=app, launcher=launcher)
         self.ran_log = port_log
         try:
@@ -108,6 +114,39 @@ class Server(AppServer):
                 elif kind == "script_finished":
                     break
         return "\n".join(parts)
+
+    def messages(self, page_name: str = "", query: str = "", extra: list | None = None,
+                 timeout: float = 90.0) -> list:
+        """Every ForwardMsg of one visit (until the run finished), after sending `extra`
+        BackMsgs (e.g. load_git_info) once the run started."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        from websockets.sync.client import connect
+
+        out = []
+        with connect(f"ws://127.0.0.1:{self.port}/_stcore/stream", subprotocols=["streamlit"],
+                     open_timeout=30, max_size=None) as ws:
+            back = BackMsg()
+            back.rerun_script.query_string = query
+            back.rerun_script.page_name = page_name
+            ws.send(back.SerializeToString())
+            for m in extra or []:
+                ws.send(m.SerializeToString())
+            deadline = time.monotonic() + timeout
+            while True:
+                msg = ForwardMsg()
+                msg.ParseFromString(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                out.append(msg)
+                if msg.WhichOneof("type") == "script_finished":
+                    break
+            try:  # anything that still comes (an answer to `extra`)
+                while True:
+                    msg = ForwardMsg()
+                    msg.ParseFromString(ws.recv(timeout=2.0))
+                    out.append(msg)
+            except TimeoutError:
+                pass
+        return out
 
     def ran(self) -> list[str]:
         return self.ran_log.read_text().split() if self.ran_log.exists() else []
@@ -236,3 +275,89 @@ def test_the_harness_catches_a_flat_pages_script_served_around_the_gate(tmp_path
     assert ran_before == [page, page]  # served twice, app.py never ran
     assert "SECRET researcher page" not in later and "public home" in later
     assert ran.count(page) == 2 and "app.py" in ran
+
+
+def test_a_role_page_url_without_the_role_shows_the_sign_in_with_a_sentence(fx, tmp_path):
+    # A bookmarked researcher URL opened without signing in: the guest's home page with a
+    # plain sentence and the sign-in form, never Streamlit's "Page not found" dialog, even
+    # as the first visit after the server started (as scripts/run-app starts it).
+    _need_client()
+    server = Server(ROOT / "app.py", tmp_path, fx.env(), run_app=True)
+    try:
+        shown = {url: server.visit(url) for url in [*RESEARCHER.values(), *READER.values()]}
+        plain = server.visit("")
+        ran = server.ran()
+    finally:
+        server.stop()
+    for url, text in shown.items():
+        assert "PAGE NOT FOUND" not in text, url
+        assert "Researcher sign-in" in text and "Study setup" not in text and "Sign out" not in text
+        if url in RESEARCHER.values():
+            assert "researchers. Sign in with the admin password below to open it." in text, url
+        else:
+            assert "This page is for readers. Open the personal link you were sent" in text, url
+    assert "This page is for" not in plain and "PAGE NOT FOUND" not in plain
+    assert _page_scripts(ran) == [os.path.join("pages", "public", "home.py")] * (len(shown) + 1)
+
+
+def test_browsers_get_no_server_path_no_git_info_and_no_internet_favicon(fx, tmp_path):
+    # Streamlit sends the entry script's path in every NewSession and answers load_git_info
+    # with the repository's remote, branch and file names; the app's favicon is an image it
+    # serves itself (a ":material/..." icon is fetched from fonts.gstatic.com by the browser).
+    _need_client()
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    git = BackMsg()
+    git.load_git_info = True
+    server = Server(ROOT / "app.py", tmp_path, fx.env(), run_app=True)
+    try:
+        msgs = server.messages("", extra=[git])
+        msgs += server.messages("setup", query=f"token={fx.tokens['alice']}")
+    finally:
+        server.stop()
+    kinds = [m.WhichOneof("type") for m in msgs]
+    sessions = [m.new_session for m in msgs if m.WhichOneof("type") == "new_session"]
+    assert sessions and all(s.main_script_path == "app.py" for s in sessions)
+    assert "git_info_changed" not in kinds
+    wire = b"".join(m.SerializeToString() for m in msgs)
+    for secret in (str(ROOT).encode(), str(fx.root).encode(), str(tmp_path).encode()):
+        assert secret not in wire
+    icons = [m.page_config_changed.favicon for m in msgs if m.WhichOneof("type") == "page_config_changed"]
+    assert icons and all(i.startswith("/media/") for i in icons), icons
+    assert b"gstatic" not in wire and b"googleapis" not in wire
+
+
+@pytest.mark.browser
+def test_the_browser_requests_nothing_from_the_internet(fx, tmp_path):
+    # A reading room may have no internet: every request the frontend makes (fonts, icons,
+    # favicon, scripts) goes to this server. Headless Chromium on the guest home page, a
+    # researcher URL (the sign-in, no "Page not found" dialog) and a reader's worklist.
+    pw = pytest.importorskip("playwright.sync_api")
+    from browser import launch_chromium, wait_idle
+
+    if not Path(os.environ.get("CFVIEWER_CHROMIUM", "/usr/bin/chromium")).exists():
+        pytest.skip("no chromium")
+    server = Server(ROOT / "app.py", tmp_path, fx.env(), run_app=True)
+    outside: list[str] = []
+    try:
+        with pw.sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:"))
+                        else outside.append(r.url))
+                page.goto(server.url + "setup")
+                page.get_by_text("Sign in with the admin password below").wait_for(timeout=90_000)
+                wait_idle(page)
+                assert page.get_by_text("Page not found").count() == 0
+                page.goto(server.url)
+                wait_idle(page)
+                page.goto(f"{server.url}?token={fx.tokens['alice']}")
+                page.get_by_text("Welcome, alice").first.wait_for(timeout=90_000)
+                wait_idle(page)
+                page.wait_for_timeout(1000)
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    assert outside == []

@@ -104,7 +104,9 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / "sample_size.csv", index=False)
+        from cfviewer.csvsafe import write_csv
+
+        write_csv(table, args.out / "sample_size.csv", index=False)
         top = int(max(50, (table["cases"].dropna().max() if "cases" in table and table["cases"].notna().any()
                            else 500) * 1.5))
         grid = sorted({int(k) for k in range(10, top + 1, max(1, top // 60))})

@@ -284,6 +284,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from cfviewer.analysis import analyze
+    from cfviewer.csvsafe import write_csv
     from cfviewer.study import export
 
     name, root, db = _open(args)
@@ -298,7 +299,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "analysis.json").write_text(json.dumps(rep.info(), indent=2) + "\n")
     for stem, table in rep.tables().items():
-        table.to_csv(out / f"{stem}.csv", index=False)
+        write_csv(table, out / f"{stem}.csv", index=False)
     for stem, fig in rep.figures.items():
         fig.write_html(out / f"{stem}.html", include_plotlyjs="directory")
     import pandas as pd

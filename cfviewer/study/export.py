@@ -21,6 +21,7 @@ from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cfviewer import __version__
+from cfviewer.csvsafe import write_csv
 from cfviewer.files import sha256_file
 from cfviewer.study.schema import (
     Arm,
@@ -130,7 +131,9 @@ def export_study(session: Session, study: Study, out_dir: str | Path, *, include
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = responses_frame(session, study, include_simulated=include_simulated)
-    df.to_csv(out / "responses.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")  # times are UTC
+    # CSV: text cells that a spreadsheet would run as a formula get a leading quote (cfviewer.csvsafe);
+    # Parquet keeps the exact text.
+    write_csv(df, out / "responses.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")  # times are UTC
     df.to_parquet(out / "responses.parquet", index=False)
     summary = study_summary(study)
     summary["cohort"] = [

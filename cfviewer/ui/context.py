@@ -46,13 +46,15 @@ class AppContext:
         p = self.sqlite_path
         return p is None or p.is_file()
 
-    def empty_state_message(self) -> str:
-        where = self.sqlite_path or self.db_url
+    def empty_state_message(self, show_path: bool = True) -> str:
+        """What to do when there is no database yet; `show_path=False` for visitors who have
+        not signed in (no server paths: the server's log names the place)."""
+        where = f" at {self.sqlite_path or self.db_url}" if show_path else " yet"
         if self.is_demo:
-            return (f"The demo study has not been built yet (no database at {where}). "
+            return (f"The demo study has not been built yet (no database{where}). "
                     "Build it with `cfviewer demo` (add `--simulate-readers` for example "
                     "answers), then reload this page.")
-        return (f"No study database at {where}. Create the study with `cfviewer study create` "
+        return (f"No study database{where}. Create the study with `cfviewer study create` "
                 f"or point {ENV_STUDY_DIR} / CFVIEWER_DB_URL at an existing one, then reload.")
 
 

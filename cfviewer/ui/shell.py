@@ -6,12 +6,17 @@ Role rules:
   in the URL so a reload or a bookmarked link resumes;
 - an unknown token, or a link with more than one ``token`` parameter, gives one page that
   says so and shows no data;
-- the researcher pages need the admin password (see `cfviewer.ui.auth`);
+- the researcher pages need the admin password (see `cfviewer.ui.auth`; sign-in is throttled
+  per client and globally, `auth.THROTTLE`);
+- a visitor without the role who opens a researcher or reader URL gets the public page with a
+  sentence saying what the page needs (`guest_pages`), never Streamlit's "Page not found";
 - with no study database yet, everyone sees how to build one (`cfviewer demo`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +77,7 @@ def resolve_state() -> AppState:
         return AppState(ctx, "invalid_token")
     token = url_token or st.session_state.get(TOKEN_KEY)
     if not ctx.database_exists():
+        _log_once(ctx.empty_state_message())
         role = "researcher" if st.session_state.get(ADMIN_KEY) else ("invalid_token" if token else "no_study")
         s = AppState(ctx, role)
         return s
@@ -80,6 +86,7 @@ def resolve_state() -> AppState:
     try:
         db = resources.database(ctx.db_url)
     except CfviewerError as exc:
+        _log_once(f"the study database cannot be opened: {exc}")
         s = AppState(ctx, "db_error", error=str(exc))
         return s
     s = AppState(ctx, "guest", db=db)
@@ -96,6 +103,21 @@ def resolve_state() -> AppState:
     elif st.session_state.get(ADMIN_KEY):
         s.role = "researcher"
     return s
+
+
+LOG = logging.getLogger("cfviewer.app")
+_LOGGED: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """A server-side note (with paths) for what visitors are told without paths."""
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        LOG.warning("%s", message)
+
+
+def is_signed_in_researcher() -> bool:
+    return bool(st.session_state.get(ADMIN_KEY))
 
 
 def _page(path: Path, title: str, icon: str, url: str, default: bool = False) -> st.Page:
@@ -124,6 +146,30 @@ def researcher_pages() -> dict[str, list[st.Page]]:
     }
 
 
+REQUESTED_KEY = "cfv_requested_page"  # the role-gated page a guest asked for (set every run)
+GATED_PAGES = {"setup": "researcher", "precompute": "researcher", "sandbox": "researcher",
+               "progress": "researcher", "analysis": "researcher", "export": "researcher",
+               "worklist": "reader", "read": "reader"}
+"""Every url_path of `researcher_pages()` and `reader_pages()`, and whose it is."""
+
+
+def guest_pages() -> list[st.Page]:
+    """The pages of a visitor without a role: the public home page, and the same page (hidden)
+    at every researcher and reader URL, so a bookmarked /setup or /worklist shows the sign-in
+    with a sentence saying what the page needs, never Streamlit's "Page not found" dialog.
+    After signing in, the same URL opens the real page."""
+    home = PUBLIC_PAGES / "home.py"
+    pages = [_page(home, "cfviewer", ":material/home:", "home", default=True)]
+    pages += [st.Page(str(home), title="cfviewer", url_path=url, visibility="hidden") for url in GATED_PAGES]
+    return pages
+
+
+def requested_role() -> str | None:
+    """On the guest page: "researcher" or "reader" when the visitor opened a page of that role
+    by its URL (without the role), else None."""
+    return GATED_PAGES.get(st.session_state.get(REQUESTED_KEY) or "")
+
+
 def build_navigation():
     """st.navigation for this visitor's role (call once per run from app.py)."""
     s = resolve_state()
@@ -131,17 +177,70 @@ def build_navigation():
         return st.navigation(reader_pages(), position="top")
     if s.role == "researcher":
         return st.navigation(researcher_pages(), position="sidebar", expanded=True)
-    return st.navigation([_page(PUBLIC_PAGES / "home.py", "cfviewer", ":material/home:", "home", default=True)],
-                         position="hidden")
+    page = st.navigation(guest_pages(), position="hidden")
+    st.session_state[REQUESTED_KEY] = page.url_path
+    return page
 
 
-def sign_in(password: str) -> bool:
-    """Researcher sign-in (constant-time check against the configured password)."""
+_FAVICON = None
+
+
+def favicon():
+    """The tab icon, drawn here (a chest film on the theme's blue): a ":material/..." page icon
+    makes Streamlit's frontend fetch the SVG from fonts.gstatic.com, which fails in a reading
+    room without internet; an image is served by this server."""
+    global _FAVICON
+    if _FAVICON is None:
+        from PIL import Image, ImageDraw
+
+        n = 64
+        im = Image.new("RGBA", (n, n), (0, 0, 0, 0))
+        d = ImageDraw.Draw(im)
+        d.rounded_rectangle((2, 2, n - 3, n - 3), radius=12, fill=(31, 95, 168, 255))
+        d.rectangle((14, 10, n - 15, n - 11), fill=(18, 24, 32, 255))  # the film
+        d.ellipse((17, 16, 30, 48), fill=(200, 208, 216, 255))  # lungs
+        d.ellipse((34, 16, 47, 48), fill=(200, 208, 216, 255))
+        d.rectangle((30, 12, 33, 52), fill=(235, 238, 242, 255))  # spine
+        _FAVICON = im
+    return _FAVICON
+
+
+ENV_CLIENT_IP_HEADER = "CFVIEWER_CLIENT_IP_HEADER"
+"""Behind a reverse proxy every visitor arrives from the proxy's address: name the header the
+proxy sets to the visitor's address (e.g. ``X-Real-IP``) so sign-in throttling is per visitor.
+Only set it when a proxy overwrites that header on every request (else a client could choose
+its own key); without it, a proxied server throttles all visitors as one client."""
+
+
+def client_key() -> str:
+    """Who is signing in, for the throttle: the header named by CFVIEWER_CLIENT_IP_HEADER (set
+    by a trusted proxy), else the connection's IP address, else this browser session."""
+    header = os.environ.get(ENV_CLIENT_IP_HEADER, "").strip()
+    try:
+        if header:
+            value = st.context.headers.get(header)
+            if isinstance(value, str) and value.strip():
+                return "ip:" + value.split(",")[-1].strip()[:64]
+        ip = st.context.ip_address
+        if isinstance(ip, str) and ip:  # (a test harness may hand back a mock)
+            return f"ip:{ip[:64]}"
+    except Exception:  # no request context (AppTest, bare mode)
+        pass
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return f"session:{ctx.session_id if ctx else 'none'}"
+
+
+def sign_in(password: str) -> auth.Verdict:
+    """Researcher sign-in: throttled (`auth.THROTTLE`, per client and global), then a
+    constant-time check against the configured password. The verdict is truthy when signed in;
+    otherwise its `message` says why (wrong password, or locked out and when to retry)."""
     expected = auth.configured_password(_secrets())
-    if auth.check_password(password, expected):
+    verdict = auth.THROTTLE.attempt(client_key(), lambda: auth.check_password(password, expected))
+    if verdict.ok:
         st.session_state[ADMIN_KEY] = True
-        return True
-    return False
+    return verdict
 
 
 def sign_out() -> None:

@@ -5,6 +5,7 @@ Plotly figures (cfviewer.analysis), over the study's answers."""
 import streamlit as st
 
 from cfviewer.analysis import STRATUM_KINDS, ZERO_METHODS
+from cfviewer.csvsafe import csv_text
 from cfviewer.errors import CfviewerError
 from cfviewer.ui import research, resources, shell
 
@@ -104,7 +105,7 @@ with tabs[1]:
                 if stem in mrmc_tables:
                     st.dataframe(mrmc_tables[stem].drop(columns=["simulated_included"], errors="ignore"),
                                  hide_index=True, width="stretch")
-        st.download_button("Download the MRMC tables (CSV)", data=mrmc_tables["mrmc"].to_csv(index=False),
+        st.download_button("Download the MRMC tables (CSV)", data=csv_text(mrmc_tables["mrmc"], index=False),
                            file_name=f"{name}_mrmc{'_with_simulated' if rep.includes_simulated else ''}.csv",
                            mime="text/csv", icon=":material/download:")
 with tabs[2]:
