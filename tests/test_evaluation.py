@@ -209,8 +209,11 @@ def test_cli_bench_quick_end_to_end(tmp_path, bundle64):
     assert section is not None and "cfviewer bench --quick" in section
     for heading in ("### 1. Localisation", "### 2. Faithfulness", "### 3. Sanity",
                     "### 4. Confounder", "### 5. Class sensitivity", "### 6. Speed",
-                    "### Claims"):
+                    "### 7. Counterfactuals", "### Claims"):
         assert heading in section
+    # only explainers with frames / a counterfactual are in the counterfactual table
+    cf_part = section.split("### 7. Counterfactuals")[1].split("### Claims")[0]
+    assert "| `gradient` |" not in cf_part and "| `guided_backprop` |" not in cf_part
     assert "`latentshift-max`: same explainer as `latentshift`" in section
     for m in ("gradient", "guided_backprop", "latentshift", "adversarial_fi-v2_smooth",
               "adversarial_diff", "random (reference)"):

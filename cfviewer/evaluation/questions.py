@@ -11,6 +11,10 @@ Every question scores maps (N x R x R, larger = more important) that the runner
 4. :func:`confounder` -- does the map reveal the chest-tube shortcut behind a false positive?
 5. :func:`class_specificity` -- is the map specific to the class? (2 x 2 grids, Attri-Net)
 6. :func:`speed` -- milliseconds and image evaluations per explanation.
+7. :func:`counterfactual` -- does the counterfactual (Latent Shift's most shifted frame, a
+   generator's or an inpainter's image) change the finding, or is it an adversarial
+   perturbation? (:mod:`cfviewer.metrics.counterfactual`; only explainers that return frames
+   or a counterfactual)
 
 The chance level of questions 1, 2, 4 and 5 is the same function applied to random maps
 (:func:`cfviewer.metrics.random_map`).
@@ -181,3 +185,35 @@ def speed(explainer: Any, cases: Sequence[Case], maps: np.ndarray | None = None,
     if maps is not None:
         out.shared_check = dev
     return out
+
+
+# ---------------------------------------------------------------------- 7. counterfactual
+@dataclass
+class Counterfactual:
+    """Per case: :class:`cfviewer.metrics.counterfactual.CounterfactualScore` of the
+    explanation's counterfactual against the case's finding mask."""
+
+    scores: list[Any] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+
+    def by_pathology(self) -> dict[str, dict[str, float]]:
+        """``summarise`` per target pathology, plus ``"all"``."""
+        from cfviewer.metrics.counterfactual import summarise
+
+        out = {t: summarise([s for s, u in zip(self.scores, self.targets) if u == t])
+               for t in dict.fromkeys(self.targets)}
+        out["all"] = summarise(self.scores)
+        return out
+
+
+def counterfactual(explanations: Sequence[Any], cases: Sequence[Case]) -> Counterfactual | None:
+    """Scores of the explanations that carry frames or a counterfactual; None when none does."""
+    from cfviewer.metrics.counterfactual import score_explanation
+
+    out = Counterfactual()
+    for e, c in zip(explanations, cases):
+        s = score_explanation(e, c.mask) if c.mask.any() else None
+        if s is not None:
+            out.scores.append(s)
+            out.targets.append(c.target)
+    return out if out.scores else None

@@ -347,6 +347,29 @@ def render_markdown(result: Any) -> str:
         )
         out.append("")
 
+    # 7. counterfactual
+    out.append("### 7. Counterfactuals: does the counterfactual remove the finding?")
+    out.append("")
+    out.append("True positives only (the model calls the target positive). For frames, the change from the "
+               "lambda = 0 frame to the most shifted one; otherwise from the input to the counterfactual. "
+               "drop = prediction change; inside = share of the absolute change inside the finding mask dilated "
+               "by 4 % of the side; mean in = mean change inside the mask in grey levels of 255; visible = "
+               "mean in >= 8, inside >= 0.4 and drop >= 0.3 (`cfviewer.metrics.counterfactual`).")
+    out.append("")
+    cf_methods = [m for m in ran if getattr(m, "counterfactual", None) is not None]
+    if cf_methods:
+        rows = []
+        for m in cf_methods:
+            for pat, v in m.counterfactual.by_pathology().items():
+                rows.append([f"`{m.name}`", "**all**" if pat == "all" else pat, str(v["n"]), _f(v["drop"], 2),
+                             _f(v["share_inside"], 2), _f(v["mean_inside"], 1), _f(v["mean_outside"], 2),
+                             _f(v["visible_rate"], 2)])
+        out.append(_table(["method", "pathology", "n", "drop", "inside", "mean in", "mean outside",
+                           "visible"], rows))
+    else:
+        out.append("No explainer in this run returns frames or a counterfactual.")
+    out.append("")
+
     # claims
     out.append("### Claims from the papers, as measured here")
     out.append("")

@@ -96,6 +96,7 @@ class MethodResult:
     confounder: Q.Confounder | None = None
     class_specificity: Q.ClassSpecificity | None = None
     speed: Q.Speed | None = None
+    counterfactual: Q.Counterfactual | None = None
 
     @property
     def ran(self) -> bool:
@@ -203,9 +204,11 @@ class _LatentShiftShare:
 
 def _method_maps(explainer: Any, share: _LatentShiftShare, bundle: Any, state: str,
                  cases: Sequence[Case], batch: int,
-                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                 on_batch: Callable[[int], None] | None = None,
+                 explanations: list | None = None) -> np.ndarray:
     """Maps (N x R x R float32) of ``cases``: shared Latent Shift frames when the method is
-    built on them, else the explainer's own ``explain_batch`` in batches."""
+    built on them, else the explainer's own ``explain_batch`` in batches. ``explanations``
+    (a list) collects the explanation that carries each case's frames / counterfactual."""
     from cfviewer.explain.latentshift import LatentShiftExplainer, frames_to_map
 
     key = share.key_of(explainer)
@@ -213,10 +216,14 @@ def _method_maps(explainer: Any, share: _LatentShiftShare, bundle: Any, state: s
     for i in range(0, len(cases), batch):
         chunk = list(cases[i : i + batch])
         if key is None:
-            out = [e.map for e in explainer.explain_batch([c.image for c in chunk],
-                                                          [c.target for c in chunk])]
+            own = explainer.explain_batch([c.image for c in chunk], [c.target for c in chunk])
+            out = [e.map for e in own]
+            if explanations is not None:
+                explanations += own
         else:
             base = share.base(key, bundle, state, chunk, batch)
+            if explanations is not None:
+                explanations += base
             if isinstance(explainer, LatentShiftExplainer):
                 out = [frames_to_map(e.frames, e.lambdas, explainer.params["map"])
                        for e in base]
@@ -279,6 +286,11 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
     grid_cases = [g for g, _ in grids]
     grid_cells = [cell for _, cell in grids]
     rand_cases = round_robin(cases, options.randomization_cases)
+    # which cases the model calls positive for their target (the counterfactual question
+    # asks only of true positives: a counterfactual of a negative call has nothing to remove)
+    probs = bundle.predict([c.image for c in cases])
+    called_positive = [bool(probs[i, bundle.pathologies.index(c.target)] >= bundle.thresholds[c.target])
+                       for i, c in enumerate(cases)]
     timing_cases = cases[: options.timing_cases]
     param = next(bundle.classifier.parameters())
     groups = layer_groups(bundle.classifier, torch.zeros(1, 1, size, size, device=param.device))
@@ -315,11 +327,18 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
         try:
             # 1. localisation
             t0, shared_before = time.process_time(), share.seconds
+            explained: list = []
             maps = _method_maps(explainer, share, bundle, "trained", cases, options.batch_size,
-                                tick("localisation"))
+                                tick("localisation"), explanations=explained)
             # own CPU cost only: shared Latent Shift frames are reported once, separately
             own = time.process_time() - t0 - (share.seconds - shared_before)
             res.localisation = Q.localisation(maps, cases)
+            # 7. counterfactual (true positives only: a counterfactual of a case the model
+            #    calls negative has nothing to remove)
+            tp = [i for i, c in enumerate(cases) if called_positive[i]]
+            if explained and tp:
+                res.counterfactual = Q.counterfactual([explained[i] for i in tp], [cases[i] for i in tp])
+            del explained
 
             # 2. deletion / AOPC
             stage = "deletion"

@@ -57,3 +57,42 @@ def sensitivity_specificity(
     sens = float(pred[y].mean()) if y.any() else float("nan")
     spec = float((~pred[~y]).mean()) if (~y).any() else float("nan")
     return sens, spec
+
+
+def platt_fit(labels: np.ndarray, logits: np.ndarray, iters: int = 200) -> tuple[float, float]:
+    """Platt scaling: (a, b) minimising the BCE of sigmoid(a * logit + b) against the labels
+    (Platt 1999; the per-class logistic calibration of Guo et al. 2017's comparison), with
+    Platt's smoothed targets (N+ + 1) / (N+ + 2) and 1 / (N- + 2) so a separable split does
+    not drive ``a`` to infinity. Newton's method on the two parameters; returns (1, 0) when a
+    class has no positives or no negatives."""
+    y = np.asarray(labels, np.float64).ravel()
+    z = np.asarray(logits, np.float64).ravel()
+    n_pos, n_neg = float((y > 0.5).sum()), float((y <= 0.5).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 1.0, 0.0
+    t = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    from scipy.optimize import minimize
+
+    def nll(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        u = ab[0] * z + ab[1]
+        # BCE with logits, stable: log(1 + e^u) - t u
+        loss = np.logaddexp(0.0, u) - t * u
+        r = 1.0 / (1.0 + np.exp(-u)) - t
+        return float(loss.mean()), np.array([np.mean(r * z), np.mean(r)])
+
+    res = minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    a, b = res.x
+    return float(a), float(b)
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """ECE with equal-width bins: sum over bins of (share of cases) x |mean prob - positive rate|."""
+    y = np.asarray(labels, np.float64).ravel()
+    p = np.asarray(probs, np.float64).ravel()
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for k in range(bins):
+        sel = idx == k
+        if sel.any():
+            ece += sel.mean() * abs(p[sel].mean() - y[sel].mean())
+    return float(ece)

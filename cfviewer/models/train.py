@@ -38,7 +38,7 @@ from cfviewer.models.autoencoder import ResNetAE, elastic_loss
 from cfviewer.models.bundle import Bundle
 from cfviewer.models.classifier import Classifier, count_parameters
 from cfviewer.models.data import TrainingData, augment, phantom_data
-from cfviewer.models.evaluation import roc_auc, youden_threshold
+from cfviewer.models.evaluation import expected_calibration_error, platt_fit, roc_auc, youden_threshold
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -74,6 +74,9 @@ class TrainConfig:
     classifier_training: StageConfig = field(default_factory=StageConfig)
     autoencoder_training: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))
     ae_l2_weight: float = 1.0
+    label_smoothing: float = 0.0       # BCE targets y(1-s) + s/2: keeps logits off saturation
+    adversarial: dict[str, float] = field(default_factory=dict)  # {"epsilon": RMS, "steps": k}: see robust_classifier_loss
+    calibration: str = "none"          # "platt": per-pathology logistic calibration on the validation split
     ae_classifier_weight: float = 0.0  # optional classifier-consistency term (0 = paper's loss)
     augment: dict[str, float] = field(default_factory=dict)    # data.augment kwargs
     augment_autoencoder: bool = True
@@ -126,7 +129,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     CLASSIFIER_KEYS = ("resolution", "seed", "n_train", "n_val", "phantoms", "classifier",
-                       "classifier_training", "augment")
+                       "classifier_training", "augment", "label_smoothing", "adversarial")
 
     def classifier_fingerprint(self) -> str:
         """Hash of the settings the classifier stage depends on: a checkpoint whose classifier
@@ -157,6 +160,17 @@ class TrainConfig:
             raise bad("ae_classifier_weight must be >= 0")
         if self.thresholds not in ("youden", "fixed"):
             raise bad(f"thresholds {self.thresholds!r}: use 'youden' or 'fixed'")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad(f"label_smoothing {self.label_smoothing}: use a value in [0, 1)")
+        unknown = sorted(set(self.adversarial) - {"epsilon", "steps", "clean_weight"})
+        if unknown:
+            raise bad(f"adversarial: unknown key(s) {unknown}; known: epsilon, steps, clean_weight")
+        if float(self.adversarial.get("epsilon", 0.0)) < 0 or int(self.adversarial.get("steps", 1)) < 1:
+            raise bad("adversarial: epsilon must be >= 0 and steps >= 1")
+        if not 0.0 <= float(self.adversarial.get("clean_weight", 0.5)) <= 1.0:
+            raise bad("adversarial: clean_weight must be in [0, 1]")
+        if self.calibration not in ("none", "platt"):
+            raise bad(f"calibration {self.calibration!r}: use 'none' or 'platt'")
 
     def data_seeds(self) -> dict[str, int]:
         """Dataset seeds of the training and validation splits (SeedSequence children)."""
@@ -357,6 +371,60 @@ def classifier_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
     return F.binary_cross_entropy_with_logits(model.logits(x), y)
 
 
+def l2_adversary(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon_rms: float,
+                 steps: int = 1) -> torch.Tensor:
+    """Projected gradient ascent on the BCE in an L2 ball (Madry et al. 2018, the L2 threat
+    model of the "robust features" literature): radius = ``epsilon_rms`` x sqrt(pixels), i.e.
+    ``epsilon_rms`` is the perturbation's root-mean-square per pixel in image units (1024 =
+    half the range), so the same value means the same visibility at every resolution.
+    ``steps`` = 1 is the fast L2 gradient method (step = the radius); more steps use
+    2.5 x radius / steps with projection. Batch-norm layers run in eval mode while attacking,
+    so the attack does not move their running statistics; the result is detached."""
+    if epsilon_rms <= 0:
+        return x
+    radius = float(epsilon_rms) * float(np.sqrt(x[0].numel()))
+    was_training = model.training
+    model.eval()
+    delta = torch.zeros_like(x, requires_grad=True)
+    alpha = radius if steps == 1 else 2.5 * radius / steps
+    for _ in range(int(steps)):
+        loss = F.binary_cross_entropy_with_logits(model.logits(x + delta), y)
+        (g,) = torch.autograd.grad(loss, delta)
+        norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        d = delta.detach() + alpha * g / norm
+        dn = d.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+        d = d * torch.clamp(radius / dn.clamp_min(1e-12), max=1.0)
+        delta = d.requires_grad_(True)
+    model.train(was_training)
+    return (x + delta).clamp(-1024.0, 1024.0).detach()
+
+
+def robust_classifier_loss(label_smoothing: float = 0.0, adversarial: Mapping[str, float] | None = None
+                           ) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The classifier's training loss: BCE on logits with label smoothing (targets
+    y (1 - s) + s / 2), optionally mixed with the BCE on L2 adversarial examples
+    (:func:`l2_adversary`; ``clean_weight`` x clean + (1 - clean_weight) x adversarial, 0.5 by
+    default). Adversarial training is what gives a classifier "perceptually aligned" input
+    gradients (Santurkar et al. 2019; Tsipras et al. 2019): its gradient through the
+    autoencoder's decoder then points at the finding instead of at vessel edges, which is what
+    Latent Shift (and every gradient explainer) needs."""
+    adv = dict(adversarial or {})
+    eps = float(adv.get("epsilon", 0.0))
+    steps = int(adv.get("steps", 1))
+    clean_w = float(adv.get("clean_weight", 0.5))
+    s = float(label_smoothing)
+
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = y * (1.0 - s) + 0.5 * s if s else y
+        clean = F.binary_cross_entropy_with_logits(model.logits(x), t)
+        if eps <= 0:
+            return clean
+        xa = l2_adversary(model, x, t, eps, steps)
+        return clean_w * clean + (1.0 - clean_w) * F.binary_cross_entropy_with_logits(model.logits(xa), t)
+
+    return loss
+
+
 def autoencoder_loss(
     l2_weight: float, classifier: nn.Module | None = None, classifier_weight: float = 0.0
 ) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -400,6 +468,32 @@ def reconstruct_tensor(ae: nn.Module, images: torch.Tensor, device: torch.device
 
 def per_pathology_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
     return {p: roc_auc(labels[:, i], probs[:, i]) for i, p in enumerate(names)}
+
+
+@torch.no_grad()
+def calibrate_classifier(clf: Classifier, val: TrainingData, device: torch.device) -> dict[str, Any]:
+    """Platt-scale each output on the validation split (:func:`platt_fit` on its logits) and
+    fold (a, b) into the final linear layer, so ``forward`` returns calibrated probabilities
+    and ``logits`` the calibrated log-odds (a gradient explainer sees the same direction, scaled
+    by a > 0). Returns the fitted (a, b) and the validation ECE before and after."""
+    clf.eval()
+    logits = []
+    for i in range(0, len(val), 64):
+        x = val.images[i : i + 64].to(device=device, dtype=torch.float32)[:, None]
+        logits.append(clf.logits(x).float().cpu())
+    z = torch.cat(logits).numpy()
+    y = val.labels.numpy()
+    out: dict[str, Any] = {"method": "platt", "per_pathology": {}}
+    for i, p in enumerate(clf.pathologies):
+        a, b = platt_fit(y[:, i], z[:, i])
+        if not a > 0:  # an inverted fit would flip the classifier: keep it as it is
+            a, b = 1.0, 0.0
+        before = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-z[:, i])))
+        after = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-(a * z[:, i] + b))))
+        clf.fc.weight[i] *= a
+        clf.fc.bias[i] = a * clf.fc.bias[i] + b
+        out["per_pathology"][p] = {"a": a, "b": b, "val_ece_before": before, "val_ece_after": after}
+    return out
 
 
 # ---------------------------------------------------------------------- the whole run
@@ -510,7 +604,8 @@ def run_training(
         clf_result = StageResult(finished["classifier"]["history"], finished["classifier"]["seconds"], clf_steps)
     else:
         clf_result = fit(
-            clf, classifier_loss, train, config.classifier_training, stage="classifier",
+            clf, robust_classifier_loss(config.label_smoothing, config.adversarial), train,
+            config.classifier_training, stage="classifier",
             seed=config.seed, device=dev, augment_kwargs=config.augment, evaluate=eval_clf,
             resume_state=stage_state, save_state=save_with({}),
             checkpoint_every=config.checkpoint_every, stop_after_steps=stop_after_steps,
@@ -520,7 +615,8 @@ def run_training(
                                   "seconds": clf_result.seconds}
         ckpt.save({"stage": "autoencoder-start", "finished": finished})
 
-    # ---- thresholds on the validation split
+    # ---- calibration, then thresholds, on the validation split
+    calibration = calibrate_classifier(clf, val, dev) if config.calibration == "platt" else None
     val_probs = predict_tensor(clf, val.images, dev)
     val_y = val.labels.numpy()
     if config.thresholds == "youden":
@@ -594,6 +690,7 @@ def run_training(
                 for i, p in enumerate(pathologies)
             },
             "thresholds_method": config.thresholds,
+            "calibration": calibration,
             "resolution_note": config.resolution_note,
             "autoencoder_note": config.autoencoder_note,
             **dict(extra_meta or {}),
