@@ -90,3 +90,28 @@ def wait_idle(page, timeout: float = 90_000) -> None:
     page.wait_for_function(
         """() => !document.querySelector('[data-testid="stStatusWidget"]')
                  && !document.querySelector('[data-stale="true"]')""", timeout=timeout)
+
+
+SCROLL_TOPS_JS = """() => Array.from(document.querySelectorAll('*'))
+    .filter(el => el.scrollHeight > el.clientHeight + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowY))
+    .map(el => el.scrollTop).concat([document.scrollingElement ? document.scrollingElement.scrollTop : 0])"""
+
+
+def scroll_tops(page) -> list[float]:
+    """scrollTop of every scrollable element of the page (Streamlit scrolls its main section,
+    not the document); all 0 = the page is at its top."""
+    return page.evaluate(SCROLL_TOPS_JS)
+
+
+def in_viewport(page, locator) -> bool:
+    """The element lies wholly inside the browser window (no scrolling needed to see it)."""
+    box = locator.bounding_box()
+    vp = page.viewport_size
+    return (box is not None and box["y"] >= 0 and box["x"] >= 0
+            and box["y"] + box["height"] <= vp["height"] + 0.5 and box["x"] + box["width"] <= vp["width"] + 0.5)
+
+
+def fetch_image(page, base_url: str, img) -> bytes:
+    """The bytes the server sends for an <img> (its src, relative to the app's address)."""
+    src = img.get_attribute("src")
+    return page.request.get(src if src.startswith("http") else base_url.rstrip("/") + src).body()

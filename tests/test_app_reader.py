@@ -49,7 +49,7 @@ def _answer(at, values=(4, 2), comment=None):
     at.radio(key=_radio_key(at, 0)).set_value(values[0])
     at.radio(key=_radio_key(at, 1)).set_value(values[1])
     if comment is not None:
-        next(t for t in at.text_area if t.label.startswith("Comment")).input(comment)
+        next(t for t in at.text_input if t.label.startswith("Comment")).input(comment)
     _save(at)
 
 

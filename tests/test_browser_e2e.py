@@ -106,3 +106,74 @@ def test_reader_answers_three_cases_reloads_and_the_database_matches(server_and_
         by_read.setdefault(aid, {})[key] = value
     assert [(v["confidence"], v["correct_feature"]) for _, v in sorted(by_read.items())] == given
     assert len(rows) == 6
+
+
+@pytest.mark.parametrize("viewport,fits", [((1280, 800), True), ((1920, 1080), True), ((1100, 560), False)],
+                         ids=["1280x800", "1920x1080", "1100x560-scrolls"])
+def test_every_case_opens_at_its_prediction_with_lossless_films_that_fit(server_and_study, viewport, fits):
+    """Three cases read at a laptop's and a desktop's screen size: each opens at its top (the
+    prediction heading in view, even when the reader had scrolled down on the case before),
+    the film is a PNG at the stored film's resolution and wholly on screen, the tiles are PNG
+    (the animation a GIF), and Save is on screen without scrolling. On a screen too small for
+    the read (`fits` False) the reader scrolls down to Save, and the next case still opens at
+    its top."""
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+    from sqlalchemy import select
+
+    from browser import fetch_image, in_viewport, scroll_tops
+    from cfviewer.imaging import load as load_film
+    from cfviewer.study import responses as R
+    from cfviewer.study.schema import DEFAULT_QUESTIONS, Assignment, Reader
+
+    server, fx = server_and_study
+    db = fx.open()
+    try:
+        with db.read() as s:
+            bob = s.get(Reader, fx.reader_ids["bob"])
+            reads = s.scalars(select(Assignment).where(Assignment.reader_id == bob.id)
+                              .order_by(Assignment.position).limit(3)).all()
+            views = [R.read_view(s, bob, a.id) for a in reads]
+    finally:
+        db.dispose()
+    films = [load_film(v.image).shape for v in views]  # (H, W) of the stored films
+    anchors = {q["key"]: q["anchors"] for q in DEFAULT_QUESTIONS}
+    width, height = viewport
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        expect.set_options(timeout=STEP_TIMEOUT_MS)
+        page.goto(f"{server.url}?token={fx.tokens['bob']}", wait_until="commit")
+        page.get_by_role("button", name="Start reading").click()
+        for i, (view, (fh, fw)) in enumerate(zip(views, films)):
+            heading = page.get_by_role("heading", name=f"The model predicts {view.pathology}")
+            expect(page.get_by_text(f"Case {i + 1} of 12")).to_be_visible()
+            wait_idle(page)
+            page.wait_for_timeout(800)  # the scroll-to-top script's last retry
+            assert in_viewport(page, heading), f"case {i + 1}: the prediction is not on screen"
+            assert all(t == 0 for t in scroll_tops(page)), f"case {i + 1} opened scrolled: {scroll_tops(page)}"
+            film = page.locator('.st-key-cfv_film [data-testid="stImage"] img').first
+            expect(film).to_be_visible()
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=film.element_handle())
+            data = fetch_image(page, server.url, film)
+            assert data[:8] == b"\x89PNG\r\n\x1a\n", f"case {i + 1}: the film is not served as PNG"
+            with Image.open(io.BytesIO(data)) as im:
+                assert im.size == (fw, fh), f"case {i + 1}: film served at {im.size}, stored {fw} x {fh}"
+            assert page.evaluate("img => [img.naturalWidth, img.naturalHeight]", film.element_handle()) == [fw, fh]
+            assert in_viewport(page, film) or not fits, f"case {i + 1}: the film runs off the screen"
+            for tile in page.locator('.st-key-cfv_tiles [data-testid="stImage"] img').all():
+                body = fetch_image(page, server.url, tile)
+                assert body[:8] == b"\x89PNG\r\n\x1a\n" or body[:6] in (b"GIF87a", b"GIF89a")
+            save = page.get_by_role("button", name="Save and next")
+            assert in_viewport(page, save) or not fits, f"case {i + 1}: Save is below the fold"
+            page.get_by_text(anchors["confidence"][3], exact=True).click()
+            page.get_by_text(anchors["correct_feature"][1], exact=True).click()
+            page.mouse.move(width // 2, height // 2)
+            page.mouse.wheel(0, 3000)  # the reader scrolls down before saving
+            page.wait_for_timeout(200)
+            if not fits:
+                assert max(scroll_tops(page)) > 0  # it did scroll: the next case must undo that
+            save.click()
+            expect(page.get_by_text(f"Case {i + 2} of 12")).to_be_visible()
+        browser.close()

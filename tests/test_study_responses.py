@@ -71,6 +71,8 @@ def test_walk_through_a_whole_schedule(built):
         assert [(x.done, x.total) for x in prog.sessions] == [(12, 12), (12, 12)]
         rows = list(s.scalars(select(Response).where(Response.reader_id == rid)))
     assert len(rows) == 48 and all(r.duration_s is not None and r.duration_s >= 0 for r in rows)
+    # active time never exceeds the wall-clock span, which is kept beside it
+    assert all(r.raw_duration_s is not None and r.duration_s <= r.raw_duration_s + 1e-6 for r in rows)
     assert all(r.comment == "fine" and not r.simulated for r in rows)
 
 

@@ -136,6 +136,10 @@ def test_export_files_are_the_study_export(db):
     bundle = research.export_files(db, "uitest", include_simulated=False)
     assert bundle.n_rows == 2
     assert {"responses.csv", "responses.parquet", "study.json", "MANIFEST.sha256"} <= set(bundle.files)
+    names = list(bundle.files)  # the answers first, the manifests after (the Export page's order)
+    assert names[:2] == ["responses.csv", "responses.parquet"]
+    assert max(names.index(m) for m in names if "anifest" not in m) < min(
+        names.index(m) for m in names if "anifest" in m)
     csv = pd.read_csv(io.BytesIO(bundle.files["responses.csv"]))
     assert list(csv["rating"]) == [4, 2] and set(csv["reader"]) == {"alice"}
     assert json.loads(bundle.files["study.json"])["name"] == "uitest"
@@ -196,3 +200,26 @@ def test_prefetch_warms_the_caches_for_the_next_case(db):
     t.join(30)
     assert not t.is_alive()
     assert reading.prefetch_next(db, alice, 10**9, wait=True) is None  # unknown read: ignored
+
+
+def test_duration_counts_active_time_caps_idle_gaps_and_keeps_the_raw_time(db):
+    """A case left open for 2.5 h is not 9,000 s of reading: every gap between two page runs
+    (open, a control, Save) adds at most responses.IDLE_CAP_S; the raw time is kept as well."""
+    from sqlalchemy import select
+
+    from cfviewer.study.schema import Response
+
+    alice = _reader(db)
+    t0 = dt.datetime(2026, 1, 1, 12, tzinfo=UTC)
+    cap = R.IDLE_CAP_S
+    screen = reading.open_screen(db, alice, now=t0)  # shown: the count starts
+    reading.open_screen(db, alice, now=t0 + dt.timedelta(seconds=30))  # a control: +30 s
+    back = t0 + dt.timedelta(seconds=30 + 2 * 3600)  # 2 h away, then back: + the cap only
+    reading.open_screen(db, alice, now=back)
+    saved_at = back + dt.timedelta(seconds=20)  # 20 s more, then Save
+    out = reading.submit(db, alice, screen.view, F.ANSWERS, now=saved_at)
+    assert out.saved
+    with db.read() as s:
+        rows = s.scalars(select(Response).where(Response.assignment_id == screen.view.assignment_id)).all()
+    assert {r.duration_s for r in rows} == {30 + cap + 20}
+    assert {r.raw_duration_s for r in rows} == {(saved_at - t0).total_seconds()}

@@ -60,3 +60,31 @@ def test_run_explainers_side_by_side_with_timings():
     with pytest.raises(UnknownPathologyError):
         sandbox.run_explainers(bundle, img, "Fracture", ["gradient"])
     assert issubclass(UnknownPathologyError, CfviewerError)
+
+
+def test_an_upload_error_names_the_users_file_not_the_servers_temporary_path(monkeypatch):
+    from cfviewer import imaging as imaging_mod
+
+    def broken(path, *a, **k):  # a reader library that puts the path in its message
+        raise ValueError(f"cannot parse {path}: truncated")
+
+    monkeypatch.setattr(imaging_mod, "load", broken)
+    with pytest.raises(ImageLoadError) as err:
+        sandbox.load_upload("/home/me/scan 1.dcm", b"DICM?")
+    msg = str(err.value)
+    assert "scan 1.dcm" in msg and "cfviewer-upload-" not in msg and "/tmp" not in msg
+    assert "/home/me" not in msg  # the name only, whatever the browser sent
+
+
+def test_results_belong_to_one_image_and_a_different_file_clears_them():
+    state: dict = {}
+    a = sandbox.image_identity("upload", "a.png", b"one")
+    b = sandbox.image_identity("upload", "a.png", b"two")  # same name, different file
+    assert a != b and sandbox.image_identity("case", "c1") != sandbox.image_identity("case", "c2")
+    sandbox.keep_results(state, a, ["result of a"])
+    assert sandbox.results_for(state, a) == ["result of a"]
+    assert sandbox.results_for(state, b) is None  # never shown under another image
+    sandbox.forget_results(state, unless=a)
+    assert sandbox.results_for(state, a) == ["result of a"]
+    sandbox.forget_results(state, unless=b)
+    assert sandbox.RESULTS_KEY not in state

@@ -24,8 +24,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "reader", "case", "arm", "methods", "pathology", "stratum", "question", "rating",
-    "comment", "shown_at", "submitted_at", "duration_s", "order", "session", "seed",
-    "app_version", "simulated",
+    "comment", "shown_at", "submitted_at", "duration_s", "raw_duration_s", "order", "session",
+    "seed", "app_version", "simulated",
 )
 """The full column set of the study export (for reference; only REQUIRED_COLUMNS are used)."""
 

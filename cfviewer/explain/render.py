@@ -197,7 +197,9 @@ def animation_frames(
     lo, hi = float(np.min(frames)), float(np.max(frames))
     if not hi > lo:
         lo, hi = -1024.0, 1024.0
-    px = max(10, size // 22)
+    # the GIF is shown about as large as it is (cfviewer.ui.components.TILE_HEIGHT): the text
+    # must stay readable there, so it is sized for ~14 lines per frame height, not 22
+    px = max(11, size // 14)
     margin = px // 2
     font, px = _fit_font([t for c in captions for t in c], size - 2 * margin, px)
     line_h = int(round(px * 1.25))

@@ -51,7 +51,8 @@ from cfviewer.study.db import Database
 from cfviewer.study.errors import StudyError
 from cfviewer.study.schema import Arm, Artifact, Case, CohortItem, utcnow
 
-RENDER = {"version": 1, "overlay_size": 512, "gif_size": 384, "gif_fps": 8.0, "image_max_side": 1024,
+RENDER = {"version": 1,  # gif_size: the tile shows it ~160-220 px tall (cfviewer.ui.components.TILE_HEIGHT)
+          "overlay_size": 512, "gif_size": 256, "gif_fps": 8.0, "image_max_side": 1024,
           "cmap": "inferno", "opacity": 0.6, "percentile": 99.0}
 """Render settings; part of every params hash (change them and everything is recomputed)."""
 

@@ -37,12 +37,14 @@ from cfviewer.study.studies import study_summary
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "reader", "case", "arm", "methods", "pathology", "stratum", "question", "rating", "comment",
-    "shown_at", "submitted_at", "duration_s", "order", "session", "seed", "app_version", "simulated",
+    "shown_at", "submitted_at", "duration_s", "raw_duration_s", "order", "session", "seed", "app_version",
+    "simulated",
 )
 """reader: reader name; case: case id from the labels CSV; arm: display name ("Method A");
 methods: the arm's explainers joined with "+"; pathology: the judged prediction; stratum: TP/FP;
-question: question key; rating: 1..5; shown_at / submitted_at: UTC; duration_s: seconds from
-shown to first submission; order: position in the reader's schedule; session: reading session;
+question: question key; rating: 1..5; shown_at / submitted_at: UTC; duration_s: active reading
+seconds from first shown to first submission (idle gaps between page runs capped at
+responses.IDLE_CAP_S); raw_duration_s: wall-clock seconds of the same span; order: position in the reader's schedule; session: reading session;
 seed: the reader's schedule seed; simulated: True for simulated readers' answers."""
 
 
@@ -78,7 +80,7 @@ def responses_frame(session: Session, study: Study, *, include_simulated: bool =
         select(
             Reader.name, Case.case_key, Arm.name, Arm.id, CohortItem.pathology,
             CohortItem.stratum, Question.key, Response.value, Response.comment, shown,
-            submitted, Response.duration_s, Assignment.position, Assignment.session,
+            submitted, Response.duration_s, Response.raw_duration_s, Assignment.position, Assignment.session,
             Assignment.seed, Response.app_version, Response.simulated, Question.position,
         )
         .select_from(Response)
@@ -103,7 +105,7 @@ def responses_frame(session: Session, study: Study, *, include_simulated: bool =
     df = df.astype({
         "reader": "string", "case": "string", "arm": "string", "methods": "string",
         "pathology": "string", "stratum": "string", "question": "string", "rating": "int64",
-        "comment": "string", "duration_s": "float64", "order": "int64", "session": "int64",
+        "comment": "string", "duration_s": "float64", "raw_duration_s": "float64", "order": "int64", "session": "int64",
         "seed": "int64", "app_version": "string", "simulated": "bool",
     })
     return df

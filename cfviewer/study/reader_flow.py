@@ -99,6 +99,8 @@ def open_read(db, reader: Reader, requested: int | None = None, now: dt.datetime
         shown = a.shown_at
     if shown is None and not answered:
         shown = R.mark_shown(db, reader.id, aid, now=now)
+    if not answered:  # every page run is a sign of the reader: the active reading time
+        R.mark_active(db, reader.id, aid, now=now)
     return OpenedRead("case", prog, view=view, files=files, answered=answered, session=view.session,
                       sessions_total=n_sessions, shown_at=shown)
 

@@ -344,6 +344,11 @@ def record_response(
                 Response.reader_id == reader_id, Response.case_id == a.case_id,
                 Response.arm_id == a.arm_id))}
             shown = shown_at or a.shown_at
+            # active reading time (idle gaps capped); the raw time from first shown is kept too
+            if a.seen_at is not None:
+                active = active_seconds(a, at)
+            else:
+                active = min(max(0.0, (_aware(at) - _aware(shown)).total_seconds()), IDLE_CAP_S) if shown else None
             by_q = {q.key: q for q in questions}
             if all(q.id in existing and existing[q.id].value == v and existing[q.id].comment == comment
                    for k, v in clean.items() for q in [by_q[k]]):
@@ -362,7 +367,8 @@ def record_response(
                         assignment_id=a.id, reader_id=reader_id, case_id=a.case_id, arm_id=a.arm_id,
                         question_id=q.id, value=value, comment=comment, shown_at=shown,
                         submitted_at=at, app_version=version, simulated=sim, revision=1,
-                        duration_s=(at - shown).total_seconds() if shown else None)
+                        duration_s=active,
+                        raw_duration_s=(at - shown).total_seconds() if shown else None)
                     s.add(r)
                     s.flush()
                     s.add(ResponseHistory(
@@ -403,6 +409,50 @@ def _check_session_open(s: Session, reader: Reader, a: Assignment, now: dt.datet
     raise ResponseError(
         f"read #{a.id} belongs to session {a.session}, which is closed (washout); "
         "answers of earlier sessions can no longer change")
+
+
+IDLE_CAP_S = 300.0
+"""The most one gap between two signs of the reader on a read (page runs: opening it, any
+control, Save) adds to its active reading time: a case left open for hours counts at most
+this long for each idle stretch, and counting goes on normally when the reader returns."""
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+
+
+def active_seconds(a: Assignment, now: dt.datetime, cap: float = IDLE_CAP_S) -> float | None:
+    """The read's active reading time at `now`: `active_s` so far plus the gap since the last
+    sign of the reader (`seen_at`), capped at `cap`; from `shown_at` (capped) when the read
+    was never touched (None when it was never shown either)."""
+    last = a.seen_at or a.shown_at
+    if last is None:
+        return None
+    gap = max(0.0, (_aware(now) - _aware(last)).total_seconds())
+    return float(a.active_s or 0.0) + min(gap, cap)
+
+
+def mark_active(db: Database, reader: Reader | int, assignment_id: int, now: dt.datetime | None = None,
+                cap: float = IDLE_CAP_S) -> float:
+    """A sign of the reader on an unanswered read (the case page ran for it): add the gap
+    since the last one (capped, `IDLE_CAP_S`) to its active time; the first sign only starts
+    the count. Returns the active seconds so far."""
+    reader_id = reader if isinstance(reader, int) else reader.id
+
+    def attempt() -> float:
+        with db.write() as s:
+            a = s.get(Assignment, assignment_id, with_for_update=True)
+            if a is None or a.reader_id != reader_id:
+                raise ResponseError(f"read #{assignment_id} is not one of this reader's reads")
+            at = now or utcnow()
+            if a.seen_at is None and a.active_s is None:
+                a.active_s = 0.0 if a.shown_at is None else active_seconds(a, at, cap)
+            else:
+                a.active_s = active_seconds(a, at, cap)
+            a.seen_at = at
+            return float(a.active_s)
+
+    return _with_retries(attempt)
 
 
 def mark_shown(db: Database, reader: Reader | int, assignment_id: int, now: dt.datetime | None = None) -> dt.datetime:

@@ -260,6 +260,10 @@ class Assignment(Base):
     position: Mapped[int] = mapped_column(Integer, doc="1-based order over all the reader's reads")
     seed: Mapped[int] = mapped_column(Integer, doc="the seed that drew this reader's order")
     shown_at: Mapped[Optional[dt.datetime]] = mapped_column(default=None, doc="first shown (server)")
+    seen_at: Mapped[Optional[dt.datetime]] = mapped_column(
+        default=None, doc="last sign of the reader on this read (a page run, server time)")
+    active_s: Mapped[Optional[float]] = mapped_column(
+        Float, default=None, doc="active reading time so far: gaps between page runs, each capped")
 
     reader: Mapped[Reader] = relationship()
     case: Mapped[Case] = relationship()
@@ -286,7 +290,10 @@ class Response(Base):
     comment: Mapped[Optional[str]] = mapped_column(Text, default=None)
     shown_at: Mapped[Optional[dt.datetime]] = mapped_column(default=None)
     submitted_at: Mapped[dt.datetime] = mapped_column()
-    duration_s: Mapped[Optional[float]] = mapped_column(Float, default=None)
+    duration_s: Mapped[Optional[float]] = mapped_column(
+        Float, default=None, doc="active reading time (idle gaps capped, responses.IDLE_CAP_S)")
+    raw_duration_s: Mapped[Optional[float]] = mapped_column(
+        Float, default=None, doc="submitted_at - shown_at, idle time included")
     app_version: Mapped[str] = mapped_column(String(50))
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     revision: Mapped[int] = mapped_column(Integer, default=1, doc="1 = first answer, +1 per edit")

@@ -234,8 +234,21 @@ def export_files(db, name: str, include_simulated: bool) -> ExportBundle:
     written by `cfviewer.study.export.export_study` (the same files as the CLI)."""
     with tempfile.TemporaryDirectory(prefix="cfviewer-export-") as tmp:
         res = export.export_named_study(db, name, tmp, include_simulated=include_simulated)
-        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        found = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    files = {k: found[k] for k in sorted(found, key=export_order)}
     return ExportBundle(files, res.n_rows, res.simulated_answers, res.simulated_readers, res.simulated_excluded)
+
+
+EXPORT_ORDER = ("responses.csv", "responses.parquet", "study.json", "MANIFEST.sha256", "manifest.json")
+
+
+def export_order(filename: str) -> tuple[int, str]:
+    """Sort key of the export's files: the answers first, the study configuration, the
+    manifests last (other files between, by name)."""
+    if filename in EXPORT_ORDER:
+        i = EXPORT_ORDER.index(filename)
+        return (i if i < 3 else 10 + i, filename)
+    return (5, filename.lower())
 
 
 def artifact_manifest(root: str | Path) -> bytes | None:

@@ -65,7 +65,50 @@ def load_upload(filename: str, data: bytes) -> np.ndarray:
         try:
             return imaging.load(path)
         except ImageLoadError as exc:
-            raise ImageLoadError(filename, exc.reason) from None
+            raise ImageLoadError(Path(filename).name, _without_paths(exc.reason, (path, tmp), filename)) from None
+        except Exception as exc:  # noqa: BLE001 - a reader library's own error: said plainly
+            raise ImageLoadError(Path(filename).name, _without_paths(
+                f"{type(exc).__name__}: {exc}", (path, tmp), filename)) from None
+
+
+def _without_paths(text: str, paths, filename: str) -> str:
+    """`text` with the server's temporary paths replaced by the user's file name (an error
+    message must not show where the server keeps its files)."""
+    name = Path(filename).name
+    for p in sorted((str(x) for x in paths), key=len, reverse=True):
+        text = text.replace(p, name)
+    return text
+
+
+RESULTS_KEY = "cfv_sandbox"
+
+
+def image_identity(kind: str, name: str, data: bytes | None = None) -> str:
+    """What the sandbox's results belong to: a study case, or an uploaded file (its name and a
+    hash of its bytes, so a different file under the same name is a different image)."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()[:16] if data is not None else ""
+    return f"{kind}:{name}:{digest}"
+
+
+def keep_results(state, source_id: str, results) -> None:
+    state[RESULTS_KEY] = (source_id, results)
+
+
+def results_for(state, source_id: str):
+    """The stored results when they were computed on `source_id`, else None."""
+    kept = state.get(RESULTS_KEY)
+    if not isinstance(kept, tuple) or len(kept) != 2 or kept[0] != source_id:
+        return None
+    return kept[1]
+
+
+def forget_results(state, unless: str | None = None) -> None:
+    """Drop the stored results (the table and tiles) unless they belong to `unless`."""
+    kept = state.get(RESULTS_KEY)
+    if kept is not None and (unless is None or not isinstance(kept, tuple) or kept[0] != unless):
+        state.pop(RESULTS_KEY, None)
 
 
 def case_image(db, study_name: str, case_key: str) -> np.ndarray:
@@ -79,7 +122,7 @@ def cohort_cases(db, study_name: str) -> list[tuple[str, str, str]]:
 
 def run_explainers(bundle: Any, image: np.ndarray, target: str, names: Sequence[str],
                    params: Mapping[str, Mapping[str, Any]] | None = None, *, opacity: float = 0.6,
-                   tile: int = 384, gif_size: int = 320) -> list[SandboxResult]:
+                   tile: int = 384, gif_size: int = 256) -> list[SandboxResult]:
     """Explain `target` on `image` with each explainer; one failure does not stop the others
     (its message is in the result)."""
     from PIL import Image

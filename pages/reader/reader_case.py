@@ -37,21 +37,37 @@ if screen.kind == "waiting":
     st.stop()
 
 view = screen.view
-components.progress_header(screen.progress, view.session, screen.sessions_total,
-                           f"Case {view.position} of {view.total}")
-head_l, head_r = st.columns([3, 1], vertical_alignment="center")
-head_l.markdown(f"#### {reading.prediction_sentence(view.pathology, view.probability)}")
+components.case_frame(view.assignment_id)  # every case opens at its top, all of it on one screen
+MISSING_KEY = f"cfv_missing_{view.assignment_id}"  # questions left open at the last Save
+
+
+def _check_answers() -> None:
+    """Save's callback (before the rerun): which required questions are still open, so the
+    form draws them highlighted."""
+    values = {q["key"]: st.session_state.get(f"cfv_q_{view.assignment_id}_{q['key']}") for q in view.questions}
+    st.session_state[MISSING_KEY] = tuple(q["key"] for q in reading.missing_answers(view.questions, values))
+
+
+head_l, head_r, head_b = st.columns([3.2, 0.9, 0.55], vertical_alignment="center")
+with head_l.container(key="cfv_prediction"):
+    st.markdown(f"#### {reading.prediction_sentence(view.pathology, view.probability)}",
+                help="The model's probability on the original radiograph (the film on the left).")
+    components.progress_header(screen.progress, view.session, screen.sessions_total,
+                               f"Case {view.position} of {view.total}")
 head_r.markdown(f"<div style='text-align:right'><b>{html.escape(view.arm)}</b>"
-                f"{' · reviewing a saved answer' if screen.answered else ''}</div>", unsafe_allow_html=True)
+                f"{'<br>reviewing a saved answer' if screen.answered else ''}</div>", unsafe_allow_html=True)
+back = head_b.button("Back", icon=":material/arrow_back:", key="cfv_back", width="stretch",
+                     help="The previous case of this session; your answers there can still be changed.")
+notice = st.empty()  # Back's message, under the heading
 if view.missing_artifacts:
     st.warning("Some prepared images of this case are missing. Answer from what is shown and say so in "
                "the comment, or tell the researcher.", icon=":material/broken_image:")
 
-left, right = st.columns([1.05, 1], gap="medium")
+left, right = st.columns([1.0, 1.05], gap="medium")
 try:
     with left:
         components.image_viewer(view, screen.media)
-    with right:
+    with right.container(key="cfv_right"):
         components.explanation_tiles(view, screen.media)
 except CfviewerError as exc:
     st.error(str(exc), icon=":material/broken_image:")
@@ -59,20 +75,21 @@ except CfviewerError as exc:
 if not screen.answered:  # warm the caches for the next case while this one is read
     reading.prefetch_next(s.db, reader, view.assignment_id, st.session_state.get("cfv_opacity", 0.6))
 
-with right:
-    submitted, answers, comment = components.answer_form(view)
+with right.container(key="cfv_right_form"):
+    submitted, answers, comment, slot = components.answer_form(
+        view, highlight=st.session_state.get(MISSING_KEY, ()), on_submit=_check_answers)
     if submitted:
         out = reading.submit(s.db, reader, view, answers, comment)
         if out.saved:
+            st.session_state.pop(MISSING_KEY, None)
             st.session_state[VIEW_KEY] = out.next_id
             st.toast("Answers saved" + (" (changed)" if out.edited else ""), icon=":material/check:")
             st.rerun()
-        st.error(out.message, icon=":material/priority_high:")
-    if st.button("Back", icon=":material/arrow_back:", key="cfv_back",
-                 help="The previous case of this session; your answers there can still be changed."):
-        prev, msg = reading.go_back(s.db, reader, view.assignment_id)
-        if prev is None:
-            st.warning(msg)
-        else:
-            st.session_state[VIEW_KEY] = prev
-            st.rerun()
+        slot.error(out.message, icon=":material/priority_high:")  # beside Save, where the reader looks
+if back:
+    prev, msg = reading.go_back(s.db, reader, view.assignment_id)
+    if prev is None:
+        notice.warning(msg, icon=":material/info:")
+    else:
+        st.session_state[VIEW_KEY] = prev
+        st.rerun()

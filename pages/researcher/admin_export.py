@@ -36,11 +36,21 @@ labels = {"responses.csv": ("Answers (CSV)", "text/csv"),
           "study.json": ("Study configuration (JSON)", "application/json"),
           "MANIFEST.sha256": ("SHA-256 manifest", "text/plain"),
           "manifest.json": ("SHA-256 manifest (JSON)", "application/json")}
-cols = st.columns(3)
-for i, (fname, data) in enumerate(bundle.files.items()):
-    label, mime = labels.get(fname, (fname, "application/octet-stream"))
-    cols[i % 3].download_button(f"{label}", data, file_name=f"{name}{tag}_{fname}", mime=mime, key=f"dl_{fname}",
-                                icon=":material/download:", width="stretch")
+answer_files = ("responses.csv", "responses.parquet")
+
+
+def _buttons(fnames) -> None:
+    cols = st.columns(3)
+    for i, fname in enumerate(fnames):
+        label, mime = labels.get(fname, (fname, "application/octet-stream"))
+        cols[i % 3].download_button(label, bundle.files[fname], file_name=f"{name}{tag}_{fname}", mime=mime,
+                                    key=f"dl_{fname}", icon=":material/download:", width="stretch")
+
+
+st.subheader("Answers")
+_buttons([f for f in bundle.files if f in answer_files])
+st.subheader("Study configuration and manifests")
+_buttons([f for f in bundle.files if f not in answer_files])  # research.export_files: manifests last
 st.download_button("Everything as one ZIP", bundle.zip_bytes(), file_name=f"{name}{tag}_export.zip",
                    mime="application/zip", type="primary", icon=":material/folder_zip:", key="dl_zip")
 art = research.artifact_manifest(research.overview(s.db, name).root)

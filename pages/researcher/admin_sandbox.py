@@ -27,6 +27,7 @@ if src.startswith("A case"):
         st.info("The study has no cohort yet; upload an image instead.")
         st.stop()
     pick = st.selectbox("Case", cases, format_func=lambda c: f"{c[0]} · {c[1]} ({c[2]})")
+    source_id = sandbox.image_identity("case", pick[0])
     try:
         image = sandbox.case_image(s.db, name, pick[0])
     except CfviewerError as exc:
@@ -36,11 +37,14 @@ if src.startswith("A case"):
 else:
     up = st.file_uploader("Radiograph", type=sandbox.UPLOAD_TYPES)
     if up is None:
+        sandbox.forget_results(st.session_state)  # no image: nothing of an earlier one stays
         st.stop()
+    source_id = sandbox.image_identity("upload", up.name, up.getvalue())
+    sandbox.forget_results(st.session_state, unless=source_id)
     try:
         image = sandbox.load_upload(up.name, up.getvalue())
     except CfviewerError as exc:
-        st.error(str(exc))
+        st.error(str(exc))  # names the user's file only, never the server's temporary path
         st.stop()
 
 chk = sandbox.domain_check(bundle, image, what="case" if src.startswith("A case") else "uploaded image")
@@ -58,8 +62,8 @@ if not names:
 if st.button("Run", type="primary", icon=":material/play_arrow:"):
     with st.spinner(f"Running {len(names)} explainer(s) on {bundle.device} ..."):
         results = sandbox.run_explainers(bundle, image, target, names, opacity=opacity)
-    st.session_state["cfv_sandbox"] = results
-results = st.session_state.get("cfv_sandbox")
+    sandbox.keep_results(st.session_state, source_id, results)
+results = sandbox.results_for(st.session_state, source_id)  # another image's results are not shown
 if results:
     st.dataframe(sandbox.timing_table(results), hide_index=True, width="stretch")
     tiles = [(r.name, r.overlay_png) for r in results if r.ok] + \
