@@ -207,7 +207,7 @@ class Counterfactual:
 
 
 def counterfactual(explanations: Sequence[Any], cases: Sequence[Case]) -> Counterfactual | None:
-    """Scores of the explanations that carry frames or a counterfactual; None when none does."""
+    """Scores of the explanations that carry frames; None when none does."""
     from cfviewer.metrics.counterfactual import score_explanation
 
     out = Counterfactual()

@@ -350,8 +350,8 @@ def render_markdown(result: Any) -> str:
     # 7. counterfactual
     out.append("### 7. Counterfactuals: does the counterfactual remove the finding?")
     out.append("")
-    out.append("True positives only (the model calls the target positive). For frames, the change from the "
-               "lambda = 0 frame to the most shifted one; otherwise from the input to the counterfactual. "
+    out.append("True positives only (the model calls the target positive); explainers that return frames. The "
+               "change from the lambda = 0 frame to the counterfactual (the most shifted frame). "
                "drop = prediction change; inside = share of the absolute change inside the finding mask dilated "
                "by 4 % of the side; mean in = mean change inside the mask in grey levels of 255; visible = "
                "mean in >= 8, inside >= 0.4 and drop >= 0.3 (`cfviewer.metrics.counterfactual`).")
@@ -367,7 +367,7 @@ def render_markdown(result: Any) -> str:
         out.append(_table(["method", "pathology", "n", "drop", "inside", "mean in", "mean outside",
                            "visible"], rows))
     else:
-        out.append("No explainer in this run returns frames or a counterfactual.")
+        out.append("No explainer in this run returns frames.")
     out.append("")
 
     # claims

@@ -222,8 +222,8 @@ def _method_maps(explainer: Any, share: _LatentShiftShare, bundle: Any, state: s
                 explanations += own
         else:
             base = share.base(key, bundle, state, chunk, batch)
-            if explanations is not None:
-                explanations += base
+            if explanations is not None and isinstance(explainer, LatentShiftExplainer):
+                explanations += base  # adversarial_* maps reuse this counterfactual: no copy rows
             if isinstance(explainer, LatentShiftExplainer):
                 out = [frames_to_map(e.frames, e.lambdas, explainer.params["map"])
                        for e in base]
@@ -288,9 +288,8 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
     rand_cases = round_robin(cases, options.randomization_cases)
     # which cases the model calls positive for their target (the counterfactual question
     # asks only of true positives: a counterfactual of a negative call has nothing to remove)
-    probs = bundle.predict([c.image for c in cases])
-    called_positive = [bool(probs[i, bundle.pathologies.index(c.target)] >= bundle.thresholds[c.target])
-                       for i, c in enumerate(cases)]
+    called = bundle.positive(bundle.predict([c.image for c in cases]))
+    true_positives = [i for i, c in enumerate(cases) if called[i, bundle.pathologies.index(c.target)]]
     timing_cases = cases[: options.timing_cases]
     param = next(bundle.classifier.parameters())
     groups = layer_groups(bundle.classifier, torch.zeros(1, 1, size, size, device=param.device))
@@ -335,9 +334,9 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
             res.localisation = Q.localisation(maps, cases)
             # 7. counterfactual (true positives only: a counterfactual of a case the model
             #    calls negative has nothing to remove)
-            tp = [i for i, c in enumerate(cases) if called_positive[i]]
-            if explained and tp:
-                res.counterfactual = Q.counterfactual([explained[i] for i in tp], [cases[i] for i in tp])
+            if explained and true_positives:
+                res.counterfactual = Q.counterfactual([explained[i] for i in true_positives],
+                                                      [cases[i] for i in true_positives])
             del explained
 
             # 2. deletion / AOPC

@@ -22,7 +22,7 @@ finding. On phantoms the finding's pixel mask is known, so this is measurable:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 from scipy.ndimage import binary_dilation
@@ -82,20 +82,16 @@ def counterfactual_change(start: np.ndarray, counterfactual: np.ndarray, mask: n
 
 
 def score_explanation(explanation, mask: np.ndarray, dilate: float = DILATE_FRACTION) -> CounterfactualScore | None:
-    """Score an :class:`~cfviewer.explain.base.Explanation`: frames -> the lambda = 0 frame vs
-    the most shifted one (``frames[0]``, frame predictions); otherwise its ``counterfactual`` vs
-    its input image. None when it has neither."""
+    """Score an :class:`~cfviewer.explain.base.Explanation` by its frames: the lambda = 0 frame
+    (the start) against ``frames[0]``, the counterfactual (``Explanation.summary``'s
+    ``pred_counterfactual`` is ``frame_preds[0]``). None when it has no frames: every explainer
+    with a counterfactual gives the path to it as frames for the reader's animation."""
     e = explanation
-    if e.frames is not None and len(e.frames) >= 2 and e.frame_preds is not None:
-        lam = np.asarray(e.lambdas) if e.lambdas is not None else None
-        i0 = int(np.argmin(np.abs(lam))) if lam is not None else len(e.frames) - 1
-        return counterfactual_change(e.frames[i0], e.frames[0], mask, float(e.frame_preds[i0]),
-                                     float(e.frame_preds[0]), dilate)
-    cf_pred = e.params.get("pred_counterfactual") if isinstance(e.params, Mapping) else None
-    if e.counterfactual is not None and cf_pred is not None:
-        return counterfactual_change(e.image, e.counterfactual, mask, float(e.pred_original),
-                                     float(cf_pred), dilate)
-    return None
+    if e.frames is None or len(e.frames) < 2 or e.frame_preds is None:
+        return None
+    i0 = int(np.argmin(np.abs(np.asarray(e.lambdas)))) if e.lambdas is not None else len(e.frames) - 1
+    return counterfactual_change(e.frames[i0], e.frames[0], mask, float(e.frame_preds[i0]),
+                                 float(e.frame_preds[0]), dilate)
 
 
 def summarise(scores: Iterable[CounterfactualScore]) -> dict[str, float]:
