@@ -30,6 +30,36 @@ def test_classifier_outputs_probabilities_and_logits():
     assert clf.target_layer is clf.stages[-1]
 
 
+def test_lse_pooled_classifier_sends_the_gradient_to_the_evidence(tmp_path):
+    torch.manual_seed(0)
+    clf = Classifier(pool="lse", lse_r=10.0, last_stride=1).eval()
+    x = torch.randn(2, 1, 128, 128) * 200
+    maps = clf.logit_maps(x)
+    assert maps.shape == (2, len(PATHOLOGIES), 8, 8)
+    z = clf.logits(x)
+    # LSE lies between the mean and the max of the logit map
+    flat = maps.flatten(2)
+    assert torch.all(z >= flat.mean(2) - 1e-5) and torch.all(z <= flat.amax(2) + 1e-5)
+    # the gradient of the pooled logit wrt the map is softmax(r * map): mostly on the top cells
+    m = maps.detach().clone().requires_grad_(True)
+    pooled = (torch.logsumexp(10.0 * m.flatten(2), 2) - np.log(64)) / 10.0
+    (g,) = torch.autograd.grad(pooled[0, 0], m)
+    torch.testing.assert_close(g[0, 0].flatten(), torch.softmax(10.0 * m[0, 0].flatten(), 0))
+    # Platt calibration inside the module: a * logit + b, kept through save and load
+    clf.calibrate(2, 1.7, -0.4)
+    torch.testing.assert_close(clf.logits(x)[:, 2], 1.7 * z[:, 2] - 0.4)
+    torch.testing.assert_close(clf.logits(x)[:, 0], z[:, 0])
+    b = Bundle(clf, resolution=128, device="cpu")
+    b.save(tmp_path / "b")
+    again = Bundle.load(tmp_path / "b", device="cpu")
+    torch.testing.assert_close(again.classifier.logits(x), clf.logits(x))
+    with pytest.raises(ValueError, match="pool 'max'"):
+        Classifier(pool="max")
+    with pytest.raises(ValueError, match="no logit maps"):
+        Classifier().logit_maps(x)
+    assert "pool" not in Classifier().config()  # average-pooled configs unchanged
+
+
 def test_classifier_target_layer_is_last_feature_map_at_224():
     clf = Classifier().eval()
     feats = {}

@@ -55,6 +55,27 @@ def test_phantom_data_is_float16_and_deterministic(tiny_data, tmp_path):
     np.testing.assert_array_equal(cached.seeds, again.seeds)
 
 
+def test_render_scale_renders_large_and_resizes_as_model_input(tmp_path):
+    from cfviewer.models.bundle import resize_to_resolution
+    from cfviewer.phantoms import generate, image_seeds
+
+    data = phantom_data(3, 5, 32, progress=False, render_scale=2, cache_dir=tmp_path)
+    assert data.images.shape == (3, 32, 32)
+    big = generate(int(image_seeds(3, 5)[1]), 64).image
+    want = resize_to_resolution(torch.from_numpy(big)[None, None], 32)[0, 0]
+    torch.testing.assert_close(data.images[1].float(), want, atol=1.0, rtol=0)  # float16 storage
+    native = phantom_data(3, 5, 32, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # the scale is part of the cache key
+    assert not torch.equal(native.images, data.images)
+    np.testing.assert_array_equal(native.labels.numpy(), data.labels.numpy())  # same patients
+    with pytest.raises(ValueError, match="render_scale 0"):
+        phantom_data(2, 5, 32, progress=False, render_scale=0)
+    with pytest.raises(TrainConfigError, match="render_scale"):
+        TrainConfig.from_dict({"render_scale": 9})
+    with pytest.raises(TrainConfigError, match="phantoms: .*prevalence"):
+        TrainConfig.from_dict({"phantoms": {"prevalence": {"Pneumonia": 0.2}}})
+
+
 def test_augment_is_deterministic_and_in_range():
     x = torch.linspace(-1024, 1024, 2 * 32 * 32).reshape(2, 1, 32, 32)
     a = augment(x, torch.Generator().manual_seed(1))

@@ -168,13 +168,7 @@ class Bundle:
                 f"{tuple(x.shape)}; convert colour images to grey first (cfviewer.imaging.load)"
             )
         y0, y1, x0, x1 = self.field_of_view(x.shape)
-        x = x[..., y0:y1, x0:x1].to(self.device)
-        if tuple(x.shape[-2:]) != (self.resolution, self.resolution):
-            x = F.interpolate(
-                x, size=(self.resolution, self.resolution), mode="bilinear",
-                align_corners=False, antialias=True,
-            )
-        return x.clamp(PIXEL_MIN, PIXEL_MAX)
+        return resize_to_resolution(x[..., y0:y1, x0:x1].to(self.device), self.resolution)
 
     preprocess = model_input  # the name earlier releases used
 
@@ -321,6 +315,17 @@ class Bundle:
             raise BundleError(f"{doc_path}: invalid metadata ({exc})") from None
         bundle.directory = directory
         return bundle
+
+
+def resize_to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """N x 1 x H x W square films resized (bilinear, antialiased) to ``resolution`` and clipped
+    to [-1024, 1024]: the resize of :meth:`Bundle.model_input`, also used to make training
+    phantoms rendered above the model resolution (``TrainConfig.render_scale``), so the models
+    learn from the same kind of pixels they are shown."""
+    if tuple(x.shape[-2:]) != (resolution, resolution):
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=True)
+    return x.clamp(PIXEL_MIN, PIXEL_MAX)
 
 
 def bundle_identity(directory: str | Path | None, bundle: Bundle | None = None) -> str:

@@ -45,14 +45,18 @@ def phantom_config(resolution: int, options: Mapping[str, Any] | None = None):
     return PhantomConfig(size=resolution, **opts)
 
 
-def _cache_key(n: int, seed: int, resolution: int, options: Mapping[str, Any] | None) -> str:
+def _cache_key(n: int, seed: int, resolution: int, options: Mapping[str, Any] | None,
+               render_scale: int = 1) -> str:
     from cfviewer.phantoms import generator
 
     src = Path(generator.__file__).parent
     code = hashlib.sha256()
     for f in sorted(src.glob("*.py")):  # a changed phantom generator invalidates the cache
         code.update(f.read_bytes())
-    doc = json.dumps({"n": n, "seed": seed, "r": resolution, "opts": options or {}}, sort_keys=True)
+    key = {"n": n, "seed": seed, "r": resolution, "opts": options or {}}
+    if render_scale != 1:
+        key["render_scale"] = render_scale
+    doc = json.dumps(key, sort_keys=True)
     return hashlib.sha256(doc.encode() + code.digest()).hexdigest()[:16]
 
 
@@ -64,14 +68,21 @@ def phantom_data(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     desc: str = "phantoms",
+    render_scale: int = 1,
 ) -> TrainingData:
     """Generate n phantoms (dataset seed ``seed``) once, as float16, optionally cached on disk
-    as .npz keyed by (n, seed, resolution, options, phantom generator source)."""
+    as .npz keyed by (n, seed, resolution, options, render_scale, phantom generator source).
+
+    ``render_scale`` k > 1 renders each phantom at k x ``resolution`` and resizes it to
+    ``resolution`` with the resize of ``Bundle.model_input``: a film a reader opens is large
+    and reaches the model through that resize, and a phantom rendered natively at 128 px has
+    pixel texture (noise, edges) that a downsampled large film never has."""
     from cfviewer.phantoms import iter_phantoms
 
+    render_scale = check_render_scale(render_scale)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"phantoms_{_cache_key(n, seed, resolution, options)}.npz"
+        path = Path(cache_dir) / f"phantoms_{_cache_key(n, seed, resolution, options, render_scale)}.npz"
         if path.is_file():
             with np.load(path) as z:
                 return TrainingData(
@@ -85,7 +96,7 @@ def phantom_data(
     labels = np.empty((n, len(PATHOLOGIES)), np.float32)
     confounders = np.zeros((n, 2), bool)
     seeds = np.empty(n, np.uint64)
-    it = iter_phantoms(n, seed, resolution, cfg)
+    it = iter_phantoms(n, seed, resolution * render_scale, cfg)
     if progress:
         from tqdm import tqdm
 
@@ -93,7 +104,12 @@ def phantom_data(
     from cfviewer.phantoms import CONFOUNDERS
 
     for i, ph in enumerate(it):
-        images[i] = ph.image.astype(np.float16)
+        im = ph.image
+        if render_scale != 1:
+            from cfviewer.models.bundle import resize_to_resolution
+
+            im = resize_to_resolution(torch.from_numpy(im)[None, None], resolution)[0, 0].numpy()
+        images[i] = im.astype(np.float16)
         labels[i] = ph.label_vector
         confounders[i] = [ph.confounders[c] for c in CONFOUNDERS]
         seeds[i] = ph.seed
@@ -103,6 +119,17 @@ def phantom_data(
         np.savez(tmp, images=images, labels=labels, confounders=confounders, seeds=seeds)
         tmp.replace(path)
     return TrainingData(torch.from_numpy(images), torch.from_numpy(labels), confounders, seeds)
+
+
+MAX_RENDER_SCALE = 4
+
+
+def check_render_scale(render_scale: Any) -> int:
+    if isinstance(render_scale, bool) or not isinstance(render_scale, (int, np.integer)) \
+            or not 1 <= int(render_scale) <= MAX_RENDER_SCALE:
+        raise ValueError(f"render_scale {render_scale!r}: use an integer from 1 to {MAX_RENDER_SCALE} "
+                         "(phantoms are rendered at render_scale x resolution, then resized)")
+    return int(render_scale)
 
 
 def augment(

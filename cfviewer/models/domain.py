@@ -270,7 +270,7 @@ def phantom_domain_for_bundle(meta: Mapping[str, Any], resolution: int, *, n: in
             "and data_seeds); give its training-domain images with --images DIR and a --description")
     n_val = int(n or tr.get("n_val") or cfg.get("n_val") or 1000)
     val = phantom_data(n_val, int(seeds["val"]), int(resolution), cfg.get("phantoms") or {},
-                       progress=progress, desc="reference phantoms")
+                       progress=progress, desc="reference phantoms", render_scale=int(cfg.get("render_scale", 1)))
     images = val.images.float().numpy()
     return phantom_domain(images, resolution=int(resolution), augment=cfg.get("augment") or {},
                           seed=int(cfg.get("seed", 0)), dataset_seed=int(seeds["val"]),

@@ -37,7 +37,7 @@ from cfviewer.errors import CfviewerError
 from cfviewer.models.autoencoder import ResNetAE, elastic_loss
 from cfviewer.models.bundle import Bundle
 from cfviewer.models.classifier import Classifier, count_parameters
-from cfviewer.models.data import TrainingData, augment, phantom_data
+from cfviewer.models.data import TrainingData, augment, check_render_scale, phantom_config, phantom_data
 from cfviewer.models.evaluation import expected_calibration_error, platt_fit, roc_auc, youden_threshold
 
 CHECKPOINT = "checkpoint.pt"
@@ -69,6 +69,7 @@ class TrainConfig:
     n_train: int = 8000
     n_val: int = 1000
     phantoms: dict[str, Any] = field(default_factory=dict)     # PhantomConfig overrides
+    render_scale: int = 1              # render phantoms at this x resolution, resize as model_input does
     classifier: dict[str, Any] = field(default_factory=dict)   # Classifier kwargs
     autoencoder: dict[str, Any] = field(default_factory=dict)  # ResNetAE kwargs
     classifier_training: StageConfig = field(default_factory=StageConfig)
@@ -128,7 +129,7 @@ class TrainConfig:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
-    CLASSIFIER_KEYS = ("resolution", "seed", "n_train", "n_val", "phantoms", "classifier",
+    CLASSIFIER_KEYS = ("resolution", "seed", "n_train", "n_val", "phantoms", "render_scale", "classifier",
                        "classifier_training", "augment", "label_smoothing", "adversarial")
 
     def classifier_fingerprint(self) -> str:
@@ -150,6 +151,14 @@ class TrainConfig:
                 f"resolution {self.resolution} must be divisible by {ae.downsampling} "
                 f"(the autoencoder has {len(ae.config()['widths'])} x2 levels)"
             )
+        try:
+            check_render_scale(self.render_scale)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+        try:
+            phantom_config(self.resolution * self.render_scale, self.phantoms)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"phantoms: {exc}") from None
         if self.n_train < 2 or self.n_val < 2:
             raise bad("n_train and n_val must be at least 2")
         for name in ("classifier_training", "autoencoder_training"):
@@ -473,9 +482,9 @@ def per_pathology_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -
 @torch.no_grad()
 def calibrate_classifier(clf: Classifier, val: TrainingData, device: torch.device) -> dict[str, Any]:
     """Platt-scale each output on the validation split (:func:`platt_fit` on its logits) and
-    fold (a, b) into the final linear layer, so ``forward`` returns calibrated probabilities
+    fold (a, b) into the model, so ``forward`` returns calibrated probabilities
     and ``logits`` the calibrated log-odds (a gradient explainer sees the same direction, scaled
-    by a > 0). Returns the fitted (a, b) and the validation ECE before and after."""
+    by a > 0; :meth:`Classifier.calibrate`). Returns the fitted (a, b) and the validation ECE before and after."""
     clf.eval()
     logits = []
     for i in range(0, len(val), 64):
@@ -490,8 +499,7 @@ def calibrate_classifier(clf: Classifier, val: TrainingData, device: torch.devic
             a, b = 1.0, 0.0
         before = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-z[:, i])))
         after = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-(a * z[:, i] + b))))
-        clf.fc.weight[i] *= a
-        clf.fc.bias[i] = a * clf.fc.bias[i] + b
+        clf.calibrate(i, a, b)
         out["per_pathology"][p] = {"a": a, "b": b, "val_ece_before": before, "val_ece_after": after}
     return out
 
@@ -562,9 +570,11 @@ def run_training(
     t = time.perf_counter()
     if data is None:
         train = phantom_data(config.n_train, seeds["train"], config.resolution, config.phantoms,
-                             cache_dir=work, progress=progress, desc="training phantoms")
+                             cache_dir=work, progress=progress, desc="training phantoms",
+                             render_scale=config.render_scale)
         val = phantom_data(config.n_val, seeds["val"], config.resolution, config.phantoms,
-                           cache_dir=work, progress=progress, desc="validation phantoms")
+                           cache_dir=work, progress=progress, desc="validation phantoms",
+                           render_scale=config.render_scale)
     else:
         train, val = data
     data_seconds = time.perf_counter() - t

@@ -2,6 +2,16 @@
 
 Attenuation is in rough "cm of water" units; `generator.py` turns it into a radiograph.
 Image left = patient's right (side -1), image right = patient's left (side +1).
+
+`draw_anatomy(f, p)` is the plain phantom (elliptical heart, smooth hila). `AnatomyOptions`
+adds what makes real films harder to read, all off unless the generator asks for it:
+- detail: a heart silhouette made of a right-atrial and a left-ventricular lobe with a
+  prominent aortic knob (so heart size must be judged from a shape, not an ellipse), dense
+  branching hilar arteries (a normal hilum is the commonest "mass" a novice sees), and an
+  abdomen with liver density, a gastric bubble with an air-fluid level and colonic gas;
+- AP/rotation: clavicles projected higher, clavicle heads off-centre from the spine;
+- low inspiration: crowded basal vessels and slightly denser bases (under-aerated lung
+  mimics basal opacity/atelectasis); the higher domes themselves come with the Patient.
 """
 
 from __future__ import annotations
@@ -75,6 +85,45 @@ def sample_patient(rng: np.random.Generator, ctr: float) -> Patient:
     )
 
 
+@dataclass(frozen=True)
+class AnatomyOptions:
+    """Optional anatomy (see module docstring); the defaults draw exactly the plain phantom."""
+
+    detail: bool = False
+    heart_lv: float = 0.85                                  # LV lobe width / heart width
+    heart_ra: tuple[float, float, float] = (0.2, 0.1, 0.62)  # RA half-width / heart width, drop (x b), height (x b)
+    knob: tuple[float, float, float, float] = (0.085, -0.31, 0.075, 0.065)   # aortic knob cx, cy, a, b
+    knob_density: float = 0.05
+    hila: tuple[float, ...] = ()                            # hilar artery density then 6 position jitters
+    liver: float = 0.0                                      # extra density under the right dome
+    gastric: tuple[float, float, float] = ()                # detailed bubble: cx, half-width, fluid-level drop
+    fluid_level: bool = True                                # erect film: gastric air-fluid level
+    colon_gas: tuple[tuple[float, float, float], ...] = ()  # (x, y below left dome, radius) per gas pocket
+    clavicle_dy: float = 0.0                                # AP: clavicles project higher (negative)
+    clavicle_dx: float = 0.0                                # rotation: clavicle heads off-centre
+    spine_dx: float = 0.0                                   # rotation: spine off-centre from the mediastinum
+    vessel_squash: float = 1.0                              # low inspiration: lower-zone vessels crowded
+    basal_density: float = 0.0                              # low inspiration: under-aerated bases
+
+
+def heart_lobes(p: Patient, o: AnatomyOptions) -> list[tuple[float, float, float, float, float]]:
+    """The detailed heart as two ellipses (cx, cy, a, b, theta): a tilted left-ventricular lobe
+    forming the left border and a small right-atrial lobe forming the right border. Their union
+    spans exactly the plain heart's horizontal extent, so the CTR is unchanged."""
+    e = p.heart_width
+    x_left = 0.7 * e - 0.01       # patient's left heart border (image right), as the plain ellipse
+    x_right = -0.3 * e - 0.01
+    _, cy, _, b, th = p.heart_axes
+    c, s = np.cos(th), np.sin(th)
+    k = p.heart_aspect
+    hw_lv = 0.5 * o.heart_lv * e
+    a_lv = hw_lv / np.sqrt(c * c + k * k * s * s)
+    lv = (x_left - hw_lv, cy, float(a_lv), float(k * a_lv), th)
+    hw_ra, drop, height = o.heart_ra
+    ra = (x_right + hw_ra * e, cy + drop * b, hw_ra * e, height * b, 0.0)
+    return [lv, ra]
+
+
 @dataclass
 class Anatomy:
     """Layers of one normal chest, plus geometry the findings need."""
@@ -103,8 +152,9 @@ def lung_lateral(p: Patient, y: np.ndarray) -> np.ndarray:
     return F32(p.W) - F32(0.42) * top * top
 
 
-def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
+def draw_anatomy(f: Frame, p: Patient, o: AnatomyOptions | None = None) -> Anatomy:
     x, y = f.x, f.y
+    detail = o is not None and o.detail
     ax = np.abs(x)
     edge = 1.2 * f.px
 
@@ -134,10 +184,15 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     heart_win = window(f, [hx - hr, hx + hr, hx - hr, hx + hr], [hy - hr, hy - hr, hy + hr, hy + hr], 0.0)
     heart_r2 = np.full_like(x, 4.0)
     if heart_win:
-        heart_r2[heart_win] = ellipse_r2(sub(f, heart_win), hx, hy, ha, hb, ht)
+        if detail:   # union of the lobes: the smallest normalised radius
+            hs = sub(f, heart_win)
+            heart_r2[heart_win] = np.minimum.reduce([ellipse_r2(hs, *lobe) for lobe in heart_lobes(p, o)])
+        else:
+            heart_r2[heart_win] = ellipse_r2(sub(f, heart_win), hx, hy, ha, hb, ht)
     heart_soft = ramp(1.0 - heart_r2, 0.12)
-    knob_win = window(f, [0.085], [-0.31], 0.2)
-    knob_r2 = ellipse_r2(sub(f, knob_win), 0.085, -0.31, 0.075, 0.065) if knob_win else None
+    kx, ky, ka, kb = o.knob if o is not None else (0.085, -0.31, 0.075, 0.065)
+    knob_win = window(f, [kx], [ky], 0.2)
+    knob_r2 = ellipse_r2(sub(f, knob_win), kx, ky, ka, kb) if knob_win else None
     for s in SIDES:
         y0, y1 = p.apex - 0.05, p.dome(s) + 0.3
         lw = window(f, [s * 0.05, s * (p.W + 0.05)] * 2, [y0, y0, y1, y1], 0.02)
@@ -176,7 +231,8 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
     col = ramp(med_w - np.abs(x - F32(0.012)), 0.04) * ramp(F32(hy) - y, 0.1) * ramp(y + F32(0.9), 0.1)
     base += F32(0.16) * col
     if knob_win:
-        base[knob_win] += F32(0.05) * ramp(1.0 - knob_r2, 0.3)
+        kd = 0.05 if o is None else o.knob_density
+        base[knob_win] += F32(kd) * ramp(1.0 - knob_r2, 0.3)
     tw = window(f, [0.0, 0.0], [-1.1, -0.24], 0.05)
     if tw:
         trachea = segment_distance(sub(f, tw), (0.0, -1.1), (0.0, -0.24))
@@ -189,9 +245,12 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
         base[bw] -= F32(0.12) * ramp(F32(0.02) - bronchus, 0.01)
 
     # --- spine: vertebral bodies with end plates and pedicles --------------------------------
-    spw = window(f, [-0.075, 0.075, -0.075, 0.075], [-1.3, -1.3, 1.3, 1.3], 0.0)
+    sdx = o.spine_dx if o is not None else 0.0
+    spw = window(f, [sdx - 0.075, sdx + 0.075, sdx - 0.075, sdx + 0.075], [-1.3, -1.3, 1.3, 1.3], 0.0)
     if spw:
         xs, ys = x[spw], y[spw]
+        if sdx:
+            xs = xs - F32(sdx)
         spine_prof = np.sqrt(np.clip(1.0 - (xs / F32(0.07)) ** 2, 0.0, 1.0))
         phase = (ys - F32(p.rib_phase)) / F32(p.rib_spacing * 0.82)
         frac = phase - np.floor(phase)
@@ -228,11 +287,15 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
 
     # --- clavicles and humeral heads -----------------------------------------------------
     for s in SIDES:
-        cw = window(f, [s * 0.06, s * 0.42, s * 0.72], [-0.66, -0.74, -0.7], 0.04)
+        if o is not None and (o.clavicle_dy or o.clavicle_dx):
+            cdy, cdx = o.clavicle_dy, o.clavicle_dx
+            c0, c1, c2 = (s * 0.06 + cdx, -0.66 + cdy), (s * 0.42 + cdx, -0.76 + cdy), (s * 0.72, -0.72 + cdy)
+        else:
+            c0, c1, c2 = (s * 0.06, -0.66), (s * 0.42, -0.74), (s * 0.72, -0.7)
+        cw = window(f, [c0[0], c1[0], c2[0]], [c0[1], c1[1], c2[1]], 0.04)
         if cw:
             sf = sub(f, cw)
-            cl = np.minimum(segment_distance(sf, (s * 0.06, -0.66), (s * 0.42, -0.74)),
-                            segment_distance(sf, (s * 0.42, -0.74), (s * 0.72, -0.7)))
+            cl = np.minimum(segment_distance(sf, c0, c1), segment_distance(sf, c1, c2))
             base[cw] += F32(0.3) * np.sqrt(np.clip(1.0 - (cl / F32(0.032)) ** 2, 0.0, 1.0))
         hw_ = window(f, [s * (p.W + 0.2)], [-0.52], 0.16)
         if hw_:
@@ -245,19 +308,28 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
             base[sw] += F32(0.06) * ramp(F32(0.03) - sc, 0.02)
 
     # --- gastric bubble under the left dome -------------------------------------------------
-    if p.gastric_bubble:
+    if detail:
+        draw_abdomen(f, p, o, base, below, body_t)
+    elif p.gastric_bubble:
         gw = window(f, [0.42], [p.dome_left + 0.1], 0.13)
         if gw:
             gb = ellipse_r2(sub(f, gw), 0.42, p.dome_left + 0.1, 0.11, 0.06)
             base[gw] -= F32(0.2) * ramp(1.0 - gb, 0.3) * below[gw]
 
     # --- hila and branching vessels ----------------------------------------------------------
-    vessels = draw_vessels(f, p)
+    vessels = draw_vessels(f, p, squash=o.vessel_squash if o is not None else 1.0)
     for s in SIDES:
         hw_ = window(f, [s * 0.2], [-0.06], 0.3)
         if hw_:
             h2 = ellipse_r2(sub(f, hw_), s * 0.2, -0.06, 0.08, 0.11)
             vessels[hw_] += F32(0.12) * np.exp(-1.5 * h2)
+    if o is not None and o.hila:
+        draw_hila(f, o.hila, vessels)
+    if o is not None and o.basal_density:
+        # under-aerated bases: less air in the lower third of each lung
+        for s in SIDES:
+            lo = ramp(y - F32(p.dome(s) - 0.35), 0.3) * lung[s]
+            air -= F32(o.basal_density) * lo * air
 
     heart = (heart_r2 < 1.0) & (below < 0.5)
     return Anatomy(base=base, air=air, vessels=vessels, lung=lung, lung_outer=outer,
@@ -265,7 +337,68 @@ def draw_anatomy(f: Frame, p: Patient) -> Anatomy:
                    extra={"heart_soft": heart_soft})
 
 
-def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
+def draw_hila(f: Frame, hila: tuple[float, ...], vessels: np.ndarray) -> None:
+    """Hilar pulmonary arteries as tapered dense tubes: on the right the interlobar artery
+    running down lateral to the right heart border and the truncus to the upper lobe; on the
+    left the main pulmonary artery arching over the left main bronchus and descending.
+    `hila` = (density, six jitters). Added to the vessel layer (so they vanish with the lung)."""
+    dens, j = hila[0], hila[1:]
+    trees = (
+        [((-0.13, -0.13 + j[0]), (-0.2 + j[1], -0.03), 0.024),
+         ((-0.2 + j[1], -0.03), (-0.23 + j[1], 0.1 + j[2]), 0.017),
+         ((-0.13, -0.13 + j[0]), (-0.22, -0.25 + j[0]), 0.014)],
+        [((0.1, -0.21 + j[3]), (0.19 + j[4], -0.2 + j[3]), 0.026),
+         ((0.19 + j[4], -0.2 + j[3]), (0.23 + j[4], -0.08), 0.022),
+         ((0.23 + j[4], -0.08), (0.25 + j[4], 0.08 + j[5]), 0.016)],
+    )
+    for segs in trees:
+        xs = [q[0] for a, b, _ in segs for q in (a, b)]
+        ys = [q[1] for a, b, _ in segs for q in (a, b)]
+        win = window(f, xs, ys, 0.04)
+        if not win:
+            continue
+        sf = sub(f, win)
+        prof = np.zeros_like(sf.x)
+        for a, b, r in segs:
+            d = segment_distance(sf, a, b)
+            prof = np.maximum(prof, np.sqrt(np.clip(1.0 - (d / F32(r)) ** 2, 0.0, 1.0)))
+        vessels[win] += F32(dens) * prof
+
+
+def draw_abdomen(f: Frame, p: Patient, o: AnatomyOptions, base: np.ndarray, below: np.ndarray,
+                 body_t: np.ndarray) -> None:
+    """Below the diaphragm: liver density under the right dome, the gastric bubble under the
+    left dome (its roof follows the diaphragm; erect films show a flat air-fluid level) and a
+    few colonic gas pockets at the splenic flexure."""
+    x, y = f.x, f.y
+    if o.liver:
+        base += F32(o.liver) * below * body_t * ramp(F32(0.1) - x, 0.3)
+    if p.gastric_bubble and o.gastric:
+        gx, hw, drop = o.gastric
+        top = p.dome_left + 0.95 * max(gx + hw - 0.42, 0.0) ** 2
+        gw = window(f, [gx - hw, gx + hw], [p.dome_left - 0.02, top + drop + 0.08], 0.03)
+        if gw:
+            sf = sub(f, gw)
+            d = np.abs(sf.x)
+            roof = diaphragm_y(p, 1, d) + F32(0.014)          # gastric wall under the dome
+            u = (sf.x - F32(gx)) / F32(hw)
+            sides = ramp(1.0 - u * u, 0.35)
+            inside = ramp(sf.y - roof, 0.012)
+            if o.fluid_level:
+                level = F32(p.dome_left + drop)
+                bottom = ramp(level - sf.y, 1.2 * f.px)
+            else:   # supine: gas rises anteriorly, a rounded pocket with no level
+                bottom = ramp(F32(p.dome_left + drop + 0.03) - sf.y, 0.04)
+            base[gw] -= F32(0.24) * sides * inside * bottom * below[gw]
+    for cx, dy, r in o.colon_gas:
+        cy = p.dome_left + dy
+        cw = window(f, [cx], [cy], r + 0.02)
+        if cw:
+            r2 = ellipse_r2(sub(f, cw), cx, cy, r, 0.75 * r)
+            base[cw] -= F32(0.12) * ramp(1.0 - r2, 0.4) * below[cw]
+
+
+def draw_vessels(f: Frame, p: Patient, squash: float = 1.0) -> np.ndarray:
     """Branching pulmonary vessel trees from each hilum, thick centrally, fading outwards,
     over a faint band-pass parenchymal texture (both vanish where the lung has collapsed)."""
     rng = np.random.default_rng(p.vessel_seed)
@@ -300,6 +433,8 @@ def draw_vessels(f: Frame, p: Patient) -> np.ndarray:
     t = (np.arange(idx.size) - starts) / np.repeat(counts, counts)
     xs = seg[idx, 0] + t * (seg[idx, 2] - seg[idx, 0])
     ys = seg[idx, 1] + t * (seg[idx, 3] - seg[idx, 1])
+    if squash != 1.0:   # low inspiration: the lower-zone branches crowd together
+        ys = np.where(ys > -0.06, -0.06 + (ys + 0.06) * squash, ys)
     w = seg[idx, 4] * (step / f.px)
     k = f.size / 224
     thick = idx < 2 * len(roots) * 7          # the first three levels: wide central vessels
