@@ -4,7 +4,12 @@
 torchxrayvision's convention) with labels for the six pathologies of cfviewer.PATHOLOGIES, a
 bool mask per finding present, and confounders (chest tube correlated with Pneumothorax,
 laterality marker) with their masks. Modules: raster (drawing helpers), anatomy (normal chest),
-findings (pathologies), confounders, generator (generate / generate_batch), dataset (files).
+findings (pathologies), mimics (normal things that look like findings), confounders, generator
+(generate / generate_batch), dataset (files).
+
+PhantomConfig.clinical() turns on the opt-in realism (mimics, label noise, AP and low-inspiration
+films, collimation, burned-in text, detailed anatomy, subtle findings); without it the output is
+the plain phantom, bit for bit.
 """
 
 from cfviewer.phantoms.confounders import CONFOUNDERS

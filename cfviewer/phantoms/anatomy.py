@@ -107,9 +107,10 @@ class AnatomyOptions:
 
 
 def heart_lobes(p: Patient, o: AnatomyOptions) -> list[tuple[float, float, float, float, float]]:
-    """The detailed heart as two ellipses (cx, cy, a, b, theta): a tilted left-ventricular lobe
-    forming the left border and a small right-atrial lobe forming the right border. Their union
-    spans exactly the plain heart's horizontal extent, so the CTR is unchanged."""
+    """The detailed cardiac silhouette as two ellipses (cx, cy, a, b, theta): a tilted
+    left-ventricular lobe forming the left border and a right-atrial lobe forming the lower
+    right border (above it the mediastinum continues as the SVC line). The union spans exactly
+    the plain heart's horizontal extent, so the CTR is unchanged."""
     e = p.heart_width
     x_left = 0.7 * e - 0.01       # patient's left heart border (image right), as the plain ellipse
     x_right = -0.3 * e - 0.01
@@ -122,6 +123,15 @@ def heart_lobes(p: Patient, o: AnatomyOptions) -> list[tuple[float, float, float
     hw_ra, drop, height = o.heart_ra
     ra = (x_right + hw_ra * e, cy + drop * b, hw_ra * e, height * b, 0.0)
     return [lv, ra]
+
+
+def _lobes_box(lobes) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for cx, cy, a, b, _ in lobes:
+        r = max(a, b)
+        xs += [cx - r, cx + r]
+        ys += [cy - r, cy + r]
+    return xs, ys
 
 
 @dataclass
@@ -181,12 +191,17 @@ def draw_anatomy(f: Frame, p: Patient, o: AnatomyOptions | None = None) -> Anato
     air = np.zeros_like(x)
     hx, hy, ha, hb, ht = p.heart_axes
     hr = max(ha, hb) + 0.2
-    heart_win = window(f, [hx - hr, hx + hr, hx - hr, hx + hr], [hy - hr, hy - hr, hy + hr, hy + hr], 0.0)
+    if detail:
+        lobes = heart_lobes(p, o)
+        bx, by = _lobes_box(lobes)
+        heart_win = window(f, bx, by, 0.2)
+    else:
+        heart_win = window(f, [hx - hr, hx + hr, hx - hr, hx + hr], [hy - hr, hy - hr, hy + hr, hy + hr], 0.0)
     heart_r2 = np.full_like(x, 4.0)
     if heart_win:
         if detail:   # union of the lobes: the smallest normalised radius
             hs = sub(f, heart_win)
-            heart_r2[heart_win] = np.minimum.reduce([ellipse_r2(hs, *lobe) for lobe in heart_lobes(p, o)])
+            heart_r2[heart_win] = np.minimum.reduce([ellipse_r2(hs, *lobe) for lobe in lobes])
         else:
             heart_r2[heart_win] = ellipse_r2(sub(f, heart_win), hx, hy, ha, hb, ht)
     heart_soft = ramp(1.0 - heart_r2, 0.12)
@@ -288,8 +303,10 @@ def draw_anatomy(f: Frame, p: Patient, o: AnatomyOptions | None = None) -> Anato
     # --- clavicles and humeral heads -----------------------------------------------------
     for s in SIDES:
         if o is not None and (o.clavicle_dy or o.clavicle_dx):
+            # AP: the clavicles run more horizontally and project higher over the apices; the
+            # lateral end stays at the shoulder (acromioclavicular joint)
             cdy, cdx = o.clavicle_dy, o.clavicle_dx
-            c0, c1, c2 = (s * 0.06 + cdx, -0.66 + cdy), (s * 0.42 + cdx, -0.76 + cdy), (s * 0.72, -0.72 + cdy)
+            c0, c1, c2 = (s * 0.06 + cdx, -0.66 + cdy), (s * 0.42 + 0.5 * cdx, -0.74 + 0.8 * cdy), (s * 0.72, -0.7)
         else:
             c0, c1, c2 = (s * 0.06, -0.66), (s * 0.42, -0.74), (s * 0.72, -0.7)
         cw = window(f, [c0[0], c1[0], c2[0]], [c0[1], c1[1], c2[1]], 0.04)
@@ -375,14 +392,15 @@ def draw_abdomen(f: Frame, p: Patient, o: AnatomyOptions, base: np.ndarray, belo
         base += F32(o.liver) * below * body_t * ramp(F32(0.1) - x, 0.3)
     if p.gastric_bubble and o.gastric:
         gx, hw, drop = o.gastric
-        top = p.dome_left + 0.95 * max(gx + hw - 0.42, 0.0) ** 2
-        gw = window(f, [gx - hw, gx + hw], [p.dome_left - 0.02, top + drop + 0.08], 0.03)
+        gw = window(f, [gx - hw, gx + hw], [p.dome_left - 0.02, p.dome_left + drop + 0.08], 0.03)
         if gw:
             sf = sub(f, gw)
             d = np.abs(sf.x)
-            roof = diaphragm_y(p, 1, d) + F32(0.014)          # gastric wall under the dome
             u = (sf.x - F32(gx)) / F32(hw)
-            sides = ramp(1.0 - u * u, 0.35)
+            # the fundus: a dome of gas under the diaphragm and the gastric wall, its roof meeting
+            # the fluid level at the sides
+            roof = diaphragm_y(p, 1, d) + F32(0.014) + F32(0.8 * drop) * u * u
+            sides = ramp(1.0 - u * u, 0.1)
             inside = ramp(sf.y - roof, 0.012)
             if o.fluid_level:
                 level = F32(p.dome_left + drop)

@@ -333,8 +333,8 @@ def effusion_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.G
             mask |= soft_mask(np.maximum(fluid, angle), 0.35)
             heights[side] = float(cp_y - y_top)
             continue
-        h = _by_tier(sev, ((-0.015, 0.02), (0.04, 0.14), (0.14, 0.36)), rng) * scale
-        rise = _by_tier(sev, ((0.04, 0.08), (0.1, 0.18), (0.16, 0.22)), rng)
+        h = _by_tier(sev, ((0.01, 0.045), (0.045, 0.14), (0.14, 0.36)), rng) * scale
+        rise = _by_tier(sev, ((0.06, 0.11), (0.1, 0.18), (0.16, 0.22)), rng)
         power = (4.0, 2.5, 2.0)[t_]
         rel = np.clip((d - F32(0.1)) / F32(p.W - 0.1), 0.0, 1.0)
         top = F32(cp_y - h) - F32(rise) * rel ** power
@@ -387,7 +387,7 @@ def mass_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gener
         r2 = np.minimum(r2, ellipse_r2(f, cx + 0.6 * R * np.cos(ang), cy + 0.6 * R * np.sin(ang),
                                        0.65 * R, 0.6 * R, ang))
     ball = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
-    c = _by_tier(sev, ((0.24, 0.32), (0.32, 0.45), (0.45, 0.6)), rng)
+    c = _by_tier(sev, ((0.28, 0.36), (0.34, 0.46), (0.45, 0.6)), rng)
     e.dens += F32(c) * (ball ** 0.5) * ramp(1.0 - r2, 0.08)
     e.masks["Mass"] = soft_mask(1.0 - r2, 0.0)
     e.meta["Mass"] = {"side": side, "center": (cx, cy), "diameter_cm": diam_cm, "tier": t_}
@@ -395,12 +395,12 @@ def mass_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gener
 
 def pneumothorax_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float,
                         ctx: dict) -> None:
-    """Subtle: a 5-9 mm apical rim with a faint pleural line. Moderate: an apicolateral rim.
+    """Subtle: a 4-7 mm apical rim with a faint pleural line. Moderate: an apicolateral rim.
     Large: a rim down the whole lateral chest wall."""
     side = int(rng.choice((-1, 1)))
     t_, _ = tier(sev)
-    gap = _by_tier(sev, ((0.028, 0.045), (0.045, 0.09), (0.09, 0.17)), rng)
-    y_end = _by_tier(sev, ((-0.45, -0.25), (-0.25, 0.1), (0.0, 0.3)), rng, 0.8)
+    gap = _by_tier(sev, ((0.022, 0.036), (0.04, 0.085), (0.085, 0.16)), rng)
+    y_end = _by_tier(sev, ((-0.48, -0.28), (-0.3, 0.1), (0.0, 0.3)), rng, 0.8)
     taper = np.clip((F32(y_end) - f.y) / F32(y_end - p.apex), 0.0, 1.0) ** 0.4
     g = F32(gap) * taper
     outer = a.lung_outer[side]
@@ -408,10 +408,10 @@ def pneumothorax_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rand
     rim = ramp(g - outer, 1.5 * f.px) * lung
     e.vessel_keep *= 1.0 - rim
     e.air_scale *= 1.0 + F32(0.2) * rim
-    e.dens -= F32(_by_tier(sev, ((0.08, 0.11), (0.1, 0.15), (0.14, 0.2)), rng)) * rim
+    e.dens -= F32(_by_tier(sev, ((0.05, 0.08), (0.08, 0.14), (0.14, 0.2)), rng)) * rim
     w = F32(0.9 * f.px)
     line = np.exp(-(((outer - g) / w) ** 2)) * (g > 1.5 * f.px) * ramp(a.lung_depth[side], 2 * f.px)
-    e.dens += F32(_by_tier(sev, ((0.13, 0.17), (0.16, 0.21), (0.2, 0.24)), rng)) * line
+    e.dens += F32(_by_tier(sev, ((0.1, 0.14), (0.14, 0.2), (0.2, 0.24)), rng)) * line
     e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
     e.masks["Pneumothorax"] = soft_mask(rim, 0.5)
     e.meta["Pneumothorax"] = {"side": side, "gap": gap, "y_end": y_end, "tier": t_}

@@ -1,19 +1,28 @@
 """generate(): one phantom chest radiograph with labels, masks and confounders;
-generate_batch(): many, with per-image seeds derived from numpy's SeedSequence."""
+generate_batch(): many, with per-image seeds derived from numpy's SeedSequence.
+
+The opt-in realism of PhantomConfig (mimics, label noise, AP and low-inspiration films,
+collimation, burned-in text, detailed anatomy, subtle findings; PhantomConfig.clinical() turns
+it all on) draws from its own random streams, SeedSequence([seed, 7, k]) per feature, and only
+when the feature is on, so a config that does not set those fields gives bit-identical images,
+labels and masks to the plain phantom.
+"""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from cfviewer import PATHOLOGIES
 from cfviewer.errors import CfviewerError
-from cfviewer.phantoms.anatomy import draw_anatomy, sample_patient
-from cfviewer.phantoms.confounders import CONFOUNDERS, chest_tube, marker
-from cfviewer.phantoms.findings import DRAWERS, Edits, sample_ctr
+from cfviewer.phantoms.anatomy import AnatomyOptions, draw_anatomy, sample_patient
+from cfviewer.phantoms.confounders import CONFOUNDERS, annotation, chest_tube, collimation, marker
+from cfviewer.phantoms.findings import CTR_GRADED, DRAWERS, GRADED_DRAWERS, Edits, graded_ctr, sample_ctr, tier
+from cfviewer.phantoms.mimics import DRAW as MIMIC_DRAW, MIMIC_KINDS, mask_name as mimic_mask_name
 from cfviewer.phantoms.raster import make_frame
 
 F32 = np.float32
@@ -24,11 +33,52 @@ class PhantomConfigError(CfviewerError, ValueError):
     """A phantom configuration value is out of range."""
 
 
+# PhantomConfig.clinical(): plain JSON values, so a train config can also spell them out.
+CLINICAL_PRESET: dict = {
+    "mimic_probability": 0.2,
+    "label_noise": 0.03,
+    "ap_fraction": 0.3,
+    "low_inspiration_probability": 0.15,
+    "collimation_probability": 0.3,
+    "annotation_probability": 0.3,
+    "anatomy_detail": True,
+    "subtle_findings": True,
+}
+
+_PROBABILITY_FIELDS = ("mimic_probability", "ap_fraction", "low_inspiration_probability",
+                       "collimation_probability", "annotation_probability")
+_FLAG_FIELDS = ("anatomy_detail", "subtle_findings")
+MAX_LABEL_NOISE = 0.5
+
+
 @dataclass(frozen=True)
 class PhantomConfig:
     """What to generate. Probabilities are per image and independent across pathologies.
 
     severity_range: findings get a conspicuity drawn uniformly in this range (0 subtle, 1 obvious).
+
+    Opt-in realism (all off by default; off = the plain phantom, bit for bit):
+    mimic_probability: per image and independently per kind, a mimic of a finding (nipple
+        shadow, end-on vessel, skin fold, breast shadow, linear scar, scapular edge; see
+        phantoms.mimics). Masks "mimic_<kind>"; they never set a label.
+    label_noise: probability that each pathology's label is flipped (labels only; the image and
+        masks show what was drawn; meta["true_labels"], meta["label_flipped"]). Labels forced
+        through generate(labels=...) are never flipped. At most 0.5.
+    ap_fraction: share of AP (supine/portable) films: magnified heart (apparent CTR + 0.04-0.08;
+        the Cardiomegaly label follows the PA-equivalent meta["ctr_true"]), scapulae over the
+        lateral upper lungs (mask "mimic_scapula"), higher clavicles, more rotation, higher
+        domes, noisier and flatter exposure, supine effusions that may layer as a veil.
+    low_inspiration_probability: domes 0.07-0.12 higher (about one rib fewer), heart looking
+        wider (apparent CTR + 0.02-0.04), crowded basal vessels, denser bases.
+    collimation_probability: collimation edges on 1-4 sides (black shutter or blank), mask
+        "collimation".
+    annotation_probability: burned-in text in a corner ("AP", "PORTABLE", ...), mask "annotation".
+    anatomy_detail: two-lobe heart with aortic knob, dense hilar arteries, abdomen (liver,
+        gastric air-fluid level, colonic gas) and breast shadows in 35% of patients (also masked
+        "mimic_breast": they mimic basal opacity).
+    subtle_findings: findings graded subtle / moderate / obvious by thirds of the severity (the
+        subtle third is genuinely subtle: see phantoms.findings) and a continuous CTR
+        (normals 0.38-0.50, subtle cardiomegaly 0.505-0.54).
     """
 
     size: int = 224
@@ -38,6 +88,35 @@ class PhantomConfig:
     marker_probability: float = 0.5
     severity_range: tuple[float, float] = (0.0, 1.0)
     noise: bool = True
+    mimic_probability: float = 0.0
+    label_noise: float = 0.0
+    ap_fraction: float = 0.0
+    low_inspiration_probability: float = 0.0
+    collimation_probability: float = 0.0
+    annotation_probability: float = 0.0
+    anatomy_detail: bool = False
+    subtle_findings: bool = False
+
+    @classmethod
+    def clinical(cls, **overrides) -> PhantomConfig:
+        """Everything on, at rates chosen to resemble a hospital chest-film archive:
+
+        - mimic_probability 0.2 per kind: nipple shadows, skin folds, breast shadows, scars and
+          end-on vessels are each seen on a good fraction of real films; with six kinds about
+          three films in four carry at least one thing a naive reader could call.
+        - label_noise 0.03: report-mined labels are wrong for a few percent of images per
+          finding; 3% symmetric caps a perfect reader's AUC near 0.95 instead of 1.
+        - ap_fraction 0.3: public archives are 30-60% portable AP films (inpatients); 0.3 keeps
+          PA the majority while making the AP magnification of the heart a real confounder
+          for Cardiomegaly.
+        - low_inspiration_probability 0.15: poor inspiration is common on sick or obese
+          patients and makes bases look opaque and hearts look big.
+        - collimation_probability 0.3, annotation_probability 0.3: common acquisition marks that
+          a model must learn to ignore (the text follows the projection, like real films).
+        - anatomy_detail, subtle_findings: on (a shaped heart, hila, abdomen, breasts; a third
+          of the findings subtle, so no pathology is trivially separable).
+        """
+        return cls(**{**CLINICAL_PRESET, **overrides})
 
     def __post_init__(self) -> None:
         check_size(self.size)
@@ -60,6 +139,30 @@ class PhantomConfig:
         if not 0.0 <= lo <= hi <= 1.0:
             raise PhantomConfigError(
                 f"PhantomConfig.severity_range = {self.severity_range}: need 0 <= low <= high <= 1")
+        for name in _PROBABILITY_FIELDS + ("label_noise",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise PhantomConfigError(f"PhantomConfig.{name} = {v!r}: must be a number")
+            object.__setattr__(self, name, float(v))
+        for name in _PROBABILITY_FIELDS:
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise PhantomConfigError(f"PhantomConfig.{name} = {v}: a probability must be in [0, 1]")
+        if not 0.0 <= self.label_noise <= MAX_LABEL_NOISE:
+            raise PhantomConfigError(
+                f"PhantomConfig.label_noise = {self.label_noise}: a flip probability must be in "
+                f"[0, {MAX_LABEL_NOISE}] (above 0.5 the labels would mostly be inverted)")
+        for name in _FLAG_FIELDS:
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):
+                raise PhantomConfigError(f"PhantomConfig.{name} = {v!r}: must be true or false")
+            object.__setattr__(self, name, bool(v))
+
+    @property
+    def realism(self) -> bool:
+        """Whether any opt-in realism feature is on."""
+        return bool(self.anatomy_detail or self.subtle_findings or self.label_noise
+                    or any(getattr(self, n) for n in _PROBABILITY_FIELDS))
 
 
 def check_size(size: int) -> int:
@@ -112,6 +215,47 @@ def _resolve_labels(labels: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
+# Opt-in features draw from SeedSequence([seed, _STREAM, key]); one key per feature (and per
+# mimic kind / pathology) so turning one feature on never moves another's draws.
+_STREAM = 7
+K_LABEL_NOISE, K_PROJECTION, K_INSPIRATION, K_DETAIL, K_COLLIMATION, K_ANNOTATION, K_CTR, K_BREAST, \
+    K_SCAPULA = range(1, 10)
+K_MIMIC, K_GRADED = 20, 40
+
+
+def _stream(seed: int, key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, _STREAM, key]))
+
+
+def _anatomy_options(config: PhantomConfig, seed: int, ap: bool, low: bool,
+                     prj: np.random.Generator | None, ins: np.random.Generator | None) -> AnatomyOptions | None:
+    if not (config.anatomy_detail or ap or low):
+        return None
+    kw: dict = {}
+    if config.anatomy_detail:
+        d = _stream(seed, K_DETAIL)
+        knob_r = d.uniform(0.06, 0.075)
+        kw.update(
+            detail=True,
+            heart_lv=d.uniform(0.8, 0.9),
+            heart_ra=(d.uniform(0.18, 0.25), d.uniform(0.12, 0.35), d.uniform(0.55, 0.75)),
+            knob=(d.uniform(0.09, 0.11), d.uniform(-0.34, -0.29), knob_r, 0.9 * knob_r),
+            knob_density=d.uniform(0.02, 0.05),
+            hila=(d.uniform(0.1, 0.16), *(float(v) for v in d.uniform(-0.025, 0.025, 6))),
+            liver=d.uniform(0.04, 0.08),
+            gastric=(d.uniform(0.34, 0.48), d.uniform(0.08, 0.13), d.uniform(0.06, 0.11)),
+            fluid_level=not ap,
+            colon_gas=tuple((d.uniform(0.5, 0.7), d.uniform(0.15, 0.35), d.uniform(0.025, 0.045))
+                            for _ in range(int(d.integers(0, 4)))),
+        )
+    if ap:
+        rot = prj.uniform(-0.035, 0.035)
+        kw.update(clavicle_dy=-prj.uniform(0.04, 0.08), clavicle_dx=-0.4 * rot, spine_dx=0.6 * rot)
+    if low:
+        kw.update(vessel_squash=ins.uniform(0.72, 0.85), basal_density=ins.uniform(0.08, 0.16))
+    return AnatomyOptions(**kw)
+
+
 def generate(seed: int, size: int | None = None, config: PhantomConfig | None = None,
              labels: Mapping[str, int] | None = None) -> Phantom:
     """One phantom. Same (seed, size, config, labels) -> bit-identical output.
@@ -132,23 +276,81 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
     sub = rng.integers(0, 2**63 - 1, size=len(PATHOLOGIES) + 4)
     u_tube, u_marker = rng.random(2)
 
-    ctr = sample_ctr(np.random.default_rng(sub[1]), bool(lab["Cardiomegaly"]), sev["Cardiomegaly"])
+    # --- opt-in acquisition: projection and inspiration (own streams) ------------------------
+    prj = ins = None
+    ap = low = False
+    if config.ap_fraction > 0:
+        prj = _stream(seed, K_PROJECTION)
+        ap = bool(prj.random() < config.ap_fraction)
+    if config.low_inspiration_probability > 0:
+        ins = _stream(seed, K_INSPIRATION)
+        low = bool(ins.random() < config.low_inspiration_probability)
+
+    if config.subtle_findings:
+        ctr_true = graded_ctr(_stream(seed, K_CTR), bool(lab["Cardiomegaly"]), sev["Cardiomegaly"])
+    else:
+        ctr_true = sample_ctr(np.random.default_rng(sub[1]), bool(lab["Cardiomegaly"]), sev["Cardiomegaly"])
+    ctr = ctr_true
+    if ap:    # AP: the heart is far from the detector and magnified
+        ctr += prj.uniform(0.04, 0.08)
+    if low:   # poor inspiration: the heart lies broader in a shorter chest
+        ctr += ins.uniform(0.02, 0.04)
+    if ap or low:
+        ctr = float(min(ctr, 0.76))
     prng = np.random.default_rng(sub[-1])
     patient = sample_patient(prng, ctr)
-    frame = make_frame(size, prng.uniform(-0.04, 0.04), prng.uniform(0.02, 0.1),
-                       prng.uniform(1.02, 1.14), prng.uniform(-0.05, 0.05))
-    anat = draw_anatomy(frame, patient)
+    tx, ty, scale, angle = (prng.uniform(-0.04, 0.04), prng.uniform(0.02, 0.1),
+                            prng.uniform(1.02, 1.14), prng.uniform(-0.05, 0.05))
+    if ap or low:
+        rise = (ins.uniform(0.07, 0.12) if low else 0.0) + (prj.uniform(0.0, 0.04) if ap else 0.0)
+        patient = replace(patient, dome_right=patient.dome_right - rise, dome_left=patient.dome_left - rise)
+    if ap:
+        angle += prj.uniform(-0.04, 0.04)
+    frame = make_frame(size, tx, ty, scale, angle)
+    opts = _anatomy_options(config, seed, ap, low, prj, ins)
+    anat = draw_anatomy(frame, patient, opts)
 
     edits = Edits.empty(size)
+    ctx = {"projection": "AP" if ap else "PA"}
     for i, p in enumerate(PATHOLOGIES):
         if lab[p] and p in DRAWERS:
-            DRAWERS[p](frame, patient, anat, edits, np.random.default_rng(sub[i]), sev[p])
+            if config.subtle_findings:
+                GRADED_DRAWERS[p](frame, patient, anat, edits, _stream(seed, K_GRADED + i), sev[p], ctx)
+            else:
+                DRAWERS[p](frame, patient, anat, edits, np.random.default_rng(sub[i]), sev[p])
     masks = dict(edits.masks)
     if lab["Cardiomegaly"]:
         masks["Cardiomegaly"] = anat.heart.copy()
 
     lung = anat.lung[-1] + anat.lung[1]
     A = anat.base - anat.air * edits.air_scale + anat.vessels * lung * edits.vessel_keep + edits.dens
+
+    # --- opt-in mimics (never labels) ----------------------------------------------------------
+    mimic_meta: dict = {}
+    todo: list[tuple[str, np.random.Generator, dict]] = []
+    if config.mimic_probability > 0:
+        for j, kind in enumerate(MIMIC_KINDS):
+            mr = _stream(seed, K_MIMIC + j)
+            if mr.random() < config.mimic_probability:
+                todo.append((kind, mr, {}))
+    kinds = {k for k, _, _ in todo}
+    if ap:   # the scapulae project over the lungs on every AP film
+        todo = [t for t in todo if t[0] != "scapula"]
+        todo.append(("scapula", _stream(seed, K_SCAPULA), {"sides": (-1, 1), "strength": 1.0}))
+    if config.anatomy_detail and "breast" not in kinds:
+        br = _stream(seed, K_BREAST)
+        if br.random() < 0.35:
+            todo.append(("breast", br, {"asymmetric": False}))
+    if todo:
+        mdens = np.zeros((size, size), F32)
+        for kind, mr, kw in todo:
+            mmask, meta_k = MIMIC_DRAW[kind](frame, patient, anat, mdens, mr, **kw)
+            meta_k["source"] = "projection" if kind == "scapula" and ap else (
+                "anatomy" if kw.get("asymmetric") is False else "mimic")
+            mimic_meta[kind] = meta_k
+            if mmask.any():
+                masks[mimic_mask_name(kind)] = mmask
+        A = A + mdens
 
     conf = {"chest_tube": False, "marker": False}
     conf_meta: dict = {}
@@ -165,26 +367,57 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
     # Detector characteristic curve: a display value roughly linear in attenuation (as in a log
     # image) with soft toe and shoulder, so a rib has the same contrast over lung and over air.
     mu = erng.uniform(1.2, 1.6)
+    if ap:   # portable, no grid: more scatter, flatter contrast
+        mu *= 0.9
     mid = F32(erng.uniform(0.6, 0.8))
     lo_v = np.tanh(F32(mu) * (F32(0.0) - mid))
     hi_v = np.tanh(F32(mu) * (F32(1.6) - mid))
     img = (np.tanh(F32(mu) * (np.maximum(A, 0.0) - mid)) - lo_v) * F32(1.0 / (hi_v - lo_v))
     blur = erng.uniform(0.35, 0.9) * size / 224
+    if ap:   # some patient motion
+        blur *= 1.2
     img = gaussian_filter(img, blur)
     noise_sd = erng.uniform(0.005, 0.02)
+    if ap:   # lower dose
+        noise_sd *= 1.5
     if config.noise:
         nz = erng.standard_normal((size, size)).astype(F32)
         img = img + F32(noise_sd) * np.sqrt(img + F32(0.05)) * nz
+    if config.collimation_probability > 0:
+        crng = _stream(seed, K_COLLIMATION)
+        if crng.random() < config.collimation_probability:
+            cov, fill, cmask, conf_meta["collimation"] = collimation(size, crng)
+            img = img * (F32(1.0) - cov) + fill * cov
+            masks["collimation"] = cmask
     if u_marker < config.marker_probability:
         mimg, mmask, conf_meta["marker"] = marker(size, np.random.default_rng(sub[-4]))
         img = np.maximum(img, F32(0.97) * mimg)
         masks["marker"] = mmask
         conf["marker"] = True
+    if config.annotation_probability > 0:
+        arng = _stream(seed, K_ANNOTATION)
+        if arng.random() < config.annotation_probability:
+            res = annotation(size, arng, ctx["projection"], avoid=conf_meta.get("marker", {}).get("corner"))
+            if res is not None:
+                aimg, amask, conf_meta["annotation"] = res
+                img = np.maximum(img, aimg)
+                masks["annotation"] = amask
     image = np.clip(img * F32(2048.0) - F32(1024.0), -1024.0, 1024.0).astype(F32)
+
+    # --- opt-in label noise: labels only, after everything that follows the true findings ----
+    true_labels = dict(lab)
+    flipped: list[str] = []
+    if config.label_noise > 0:
+        u_flip = _stream(seed, K_LABEL_NOISE).random(len(PATHOLOGIES))
+        for i, p in enumerate(PATHOLOGIES):
+            if u_flip[i] < config.label_noise and p not in forced:
+                lab[p] = 1 - lab[p]
+                flipped.append(p)
 
     meta = {
         "ctr": ctr,
-        "severity": {p: sev[p] for p in PATHOLOGIES if lab[p]},
+        "ctr_true": ctr_true,
+        "severity": {p: sev[p] for p in PATHOLOGIES if true_labels[p]},
         "findings": edits.meta,
         "confounders": conf_meta,
         "patient": {"W": patient.W, "dome_right": patient.dome_right, "dome_left": patient.dome_left,
@@ -193,7 +426,19 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
         "exposure": {"mu": mu, "blur_px": blur, "noise_sd": noise_sd if config.noise else 0.0},
         "lung_mask": lung > 0.5,
         "body_mask": anat.body,
+        "projection": ctx["projection"],
+        "inspiration": "low" if low else "normal",
+        "true_labels": true_labels,
+        "label_flipped": flipped,
     }
+    if config.realism:
+        meta["mimics"] = mimic_meta
+        meta["anatomy_options"] = asdict(opts) if opts is not None else None
+    if config.subtle_findings:
+        tiers = {p: tier(sev[p])[0] for p in PATHOLOGIES if true_labels[p] and p in DRAWERS}
+        if true_labels["Cardiomegaly"]:
+            tiers["Cardiomegaly"] = 0 if ctr_true < CTR_GRADED[1] else (1 if ctr_true < 0.6 else 2)
+        meta["grade"] = {p: ("subtle", "moderate", "obvious")[t] for p, t in tiers.items()}
     return Phantom(image=image, labels=lab, masks=masks, confounders=conf, seed=seed, meta=meta)
 
 
@@ -243,6 +488,8 @@ def generate_batch(n: int, seed: int, size: int | None = None, config: PhantomCo
         ctr[i] = ph.meta["ctr"]
         if mk is not None:
             for k, m in ph.masks.items():
+                if k not in mk:   # opt-in masks (mimics, collimation, annotation)
+                    mk[k] = np.zeros((n, size, size), bool)
                 mk[k][i] = m
     return PhantomBatch(images=images, labels=labels, confounders=conf, ctr=ctr,
                         seeds=image_seeds(n, seed), masks=mk)

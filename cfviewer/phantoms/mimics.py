@@ -56,7 +56,7 @@ def nipple(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Ge
     bilateral = rng.random() < 0.65
     sides = (-1, 1) if bilateral else (int(rng.choice((-1, 1))),)
     diam_mm = rng.uniform(5.0, 8.0)
-    c0 = rng.uniform(0.1, 0.16)
+    c0 = rng.uniform(0.13, 0.2)
     frac = rng.uniform(0.56, 0.72)
     y0 = rng.uniform(0.02, 0.16)
     mask = _empty(f)
@@ -72,12 +72,13 @@ def nipple(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Ge
         r2 = ellipse_r2(sub(f, win), cx, cy, R, R * rng.uniform(0.85, 1.0), rng.uniform(0, np.pi))
         dens[win] += F32(c) * np.clip(1.0 - r2 / F32(2.2), 0.0, 1.0) ** 1.5   # soft, no sharp margin
         _put_mask(f, win, soft_mask(1.0 - r2, 0.0), mask)
-        spots.append({"side": s, "center": (float(cx), float(cy)), "diameter_mm": float(diam_mm * R / (diam_mm * 0.0025)),
+        spots.append({"side": s, "center": (float(cx), float(cy)), "diameter_mm": float(R / 0.0025),
                       "contrast": float(c)})
     return mask, {"spots": spots}
 
 
-def end_on_vessel(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def end_on_vessel(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """A small very dense dot beside a perihilar vessel (placed on a strong vessel pixel)."""
     side = int(rng.choice((-1, 1)))
     hx, hy = side * 0.19, -0.06
@@ -85,14 +86,15 @@ def end_on_vessel(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.ra
     c = rng.uniform(0.3, 0.45)
     u = rng.random()
     ang = rng.uniform(-2.2, 1.2)
-    dist = rng.uniform(0.1, 0.22)
+    dist = rng.uniform(0.1, 0.2)
     cx, cy = hx + side * dist * np.cos(ang), hy + dist * np.sin(ang)
     win = window(f, [hx], [hy], 0.27)
     if win:
         sf = sub(f, win)
         r = np.hypot(sf.x - F32(hx), sf.y - F32(hy))
         lung = a.lung[side][win]
-        v = np.where((r > 0.1) & (r < 0.24) & (lung > 0.5), a.vessels[win], -np.inf)
+        free = (lung > 0.5) & (a.extra["heart_soft"][win] < 0.05) & (sf.x * F32(side) > 0.16)
+        v = np.where((r > 0.08) & (r < 0.22) & free, a.vessels[win], -np.inf)
         flat = v.ravel()
         ok = np.isfinite(flat)
         if ok.sum() >= 4:
@@ -107,7 +109,8 @@ def end_on_vessel(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.ra
         r2 = ellipse_r2(sub(f, w2), cx, cy, R, R)
         dens[w2] += F32(c) * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)) ** 0.5 * ramp(1.0 - r2, 0.15)
         _put_mask(f, w2, soft_mask(1.0 - r2, 0.0), mask)
-    return mask, {"side": side, "center": (float(cx), float(cy)), "diameter_mm": float(2 * R * 200), "contrast": float(c)}
+    return mask, {"side": side, "center": (float(cx), float(cy)), "diameter_mm": float(2 * R * 200),
+                  "contrast": float(c)}
 
 
 def skin_fold(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -119,7 +122,7 @@ def skin_fold(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random
     y1 = rng.uniform(0.05, p.dome(side) + 0.08)
     i0, i1 = rng.uniform(0.05, 0.14), rng.uniform(0.04, 0.2)
     bulge = rng.uniform(-0.05, 0.05)
-    c = rng.uniform(0.09, 0.15)
+    c = rng.uniform(0.1, 0.17)
     width = rng.uniform(0.04, 0.08)
     win = window(f, [side * (p.W - 0.45), side * (p.W + 0.05)] * 2, [y0, y0, y1, y1], 0.03)
     mask = _empty(f)
@@ -145,14 +148,14 @@ def scapula(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.G
     if sides is None:
         sides = (-1, 1) if rng.random() < 0.6 else (int(rng.choice((-1, 1))),)
     if strength is None:
-        strength = rng.uniform(0.6, 0.9)
+        strength = rng.uniform(0.75, 1.0)
     mask = _empty(f)
     info = []
     for s in sides:
-        top = (rng.uniform(0.48, 0.6), p.apex + rng.uniform(0.1, 0.18))
-        bot = (p.W - rng.uniform(0.02, 0.1), rng.uniform(-0.12, 0.05))
+        top = (rng.uniform(0.46, 0.58), p.apex + rng.uniform(0.04, 0.12))
+        bot = (p.W - rng.uniform(0.04, 0.12), rng.uniform(-0.15, 0.02))
         bow = rng.uniform(0.0, 0.04)
-        body = strength * rng.uniform(0.07, 0.11)
+        body = strength * rng.uniform(0.1, 0.15)
         win = window(f, [s * (top[0] - 0.05), s * (p.W + 0.2)] * 2, [top[1], top[1], bot[1], bot[1]], 0.04)
         if not win:
             continue
@@ -180,13 +183,13 @@ def breast(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Ge
     kind = "symmetric"
     scale = {-1: 1.0, 1: 1.0}
     if asymmetric:
-        if rng.random() < 0.5:
+        if rng.random() < 0.6:
             kind = "mastectomy"
             scale[int(rng.choice((-1, 1)))] = 0.0
         else:
             kind = "asymmetric"
             scale[int(rng.choice((-1, 1)))] = rng.uniform(1.5, 2.0)
-    c0 = rng.uniform(0.08, 0.15)
+    c0 = rng.uniform(0.11, 0.2)
     bw, bh = rng.uniform(0.28, 0.4), rng.uniform(0.2, 0.3)
     frac = rng.uniform(0.5, 0.66)
     low = rng.uniform(-0.02, 0.12)
@@ -204,7 +207,7 @@ def breast(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Ge
         sf = sub(f, win)
         r2 = ellipse_r2(sf, cx, cy, bw, bh)
         up = np.clip((sf.y - F32(cy - bh)) / F32(2 * bh), 0.0, 1.0) ** 0.8    # hangs: thickest low
-        t = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)) ** 0.4 * ramp(1.0 - r2, 0.03) * up
+        t = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)) ** 0.3 * ramp(1.0 - r2, 0.02) * up
         layer[win] += F32(c) * t * a.body[win]
     peak = float(layer.max())
     if peak > 0:
@@ -222,7 +225,7 @@ def scar(f: Frame, p: Patient, a: Anatomy, dens: np.ndarray, rng: np.random.Gene
     L = rng.uniform(0.08, 0.22)
     ang = rng.uniform(-0.9, 0.9)
     t = rng.uniform(0.004, 0.009)                   # 1-2 mm
-    c = rng.uniform(0.35, 0.5)
+    c = rng.uniform(0.45, 0.65)
     n = 3
     kinks = ang + np.cumsum(rng.uniform(-0.25, 0.25, n))
     pts = [(cx - 0.5 * L * np.cos(ang), cy - 0.5 * L * np.sin(ang))]
