@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cfviewer.evaluation import EvaluationOptions, run_evaluation
-from cfviewer.evaluation.cases import bench_seeds, make_cases, make_grids, training_seed_overlap
+from cfviewer.evaluation.cases import PhantomSource, bench_seeds, make_cases, make_grids, training_seed_overlap
 from cfviewer.evaluation.report import ReportError, read_section, render_markdown, write_section
 from cfviewer.evaluation.runner import _LatentShiftShare, _method_maps
 from cfviewer.cli import main
@@ -242,3 +242,27 @@ def test_cli_bench_user_errors(tmp_path, capsys, bundle64):
     assert "unknown method(s) no-such-method" in capsys.readouterr().err
     rc = main(["bench", "--quick", "--bundle", str(tmp_path / "missing"), "--out", str(tmp_path / "b.md")])
     assert rc == 2
+
+
+def test_phantom_source_renders_as_the_bundle_was_trained():
+    from types import SimpleNamespace
+
+    from cfviewer.models.data import phantom_config
+    from cfviewer.phantoms import generate
+
+    b = SimpleNamespace(resolution=32, meta={"training": {"config": {
+        "phantoms": {"mimic_probability": 1.0}, "render_scale": 2}}})
+    src = PhantomSource.for_bundle(b)
+    assert (src.size, src.render_scale, src.options) == (32, 2, {"mimic_probability": 1.0})
+    image, masks = src.render(11, labels={"Mass": 1})
+    big = generate(11, size=64, config=phantom_config(64, {"mimic_probability": 1.0}), labels={"Mass": 1})
+    assert image.shape == (32, 32) and masks["Mass"].shape == (32, 32)
+    assert any(k.startswith("mimic_") for k in masks)  # the bundle's options reach the phantom
+    # a mask pixel wherever any of its 2 x 2 source pixels is in the mask
+    want = big.masks["Mass"].reshape(32, 2, 32, 2).any(axis=(1, 3))
+    np.testing.assert_array_equal(masks["Mass"], want)
+    assert abs(float(image.mean()) - float(big.image.mean())) < 5.0
+    plain = PhantomSource.for_bundle(SimpleNamespace(resolution=32, meta={}))
+    assert (plain.render_scale, plain.options) == (1, {})
+    cases, _ = make_cases(6, seed=3, size=32, pathologies=["Mass", "Effusion"], source=src)
+    assert all(c.image.shape == (32, 32) and c.mask.shape == (32, 32) for c in cases)

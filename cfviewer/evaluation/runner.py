@@ -27,6 +27,7 @@ from cfviewer.evaluation import questions as Q
 from cfviewer.evaluation.cases import (
     Case,
     EvaluationError,
+    PhantomSource,
     bench_seeds,
     find_tube_false_positives,
     make_cases,
@@ -273,7 +274,8 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
     size = int(bundle.resolution)
     names = resolve_methods(options.methods)
 
-    cases, skipped = make_cases(options.n, options.seed, size, bundle.pathologies)
+    source = PhantomSource.for_bundle(bundle)
+    cases, skipped = make_cases(options.n, options.seed, size, bundle.pathologies, source)
     if not cases:
         raise EvaluationError("no evaluation case has a usable ground-truth mask; increase --n")
     case_counts: dict[str, int] = {}
@@ -281,8 +283,9 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
         case_counts[c.target] = case_counts.get(c.target, 0) + 1
     overlap = training_seed_overlap(bundle, bench_seeds(options.n, options.seed, 0))
     tube_cases, tube_tried = find_tube_false_positives(
-        bundle, options.confounder_cases, options.confounder_max_phantoms, options.seed, size)
-    grids = make_grids(options.grids_per_pathology, options.seed, size, bundle.pathologies)
+        bundle, options.confounder_cases, options.confounder_max_phantoms, options.seed, size,
+        source=source)
+    grids = make_grids(options.grids_per_pathology, options.seed, size, bundle.pathologies, source)
     grid_cases = [g for g, _ in grids]
     grid_cells = [cell for _, cell in grids]
     rand_cases = round_robin(cases, options.randomization_cases)

@@ -69,6 +69,7 @@ def phantom_data(
     progress: bool = True,
     desc: str = "phantoms",
     render_scale: int = 1,
+    n_jobs: int = 1,
 ) -> TrainingData:
     """Generate n phantoms (dataset seed ``seed``) once, as float16, optionally cached on disk
     as .npz keyed by (n, seed, resolution, options, render_scale, phantom generator source).
@@ -76,7 +77,8 @@ def phantom_data(
     ``render_scale`` k > 1 renders each phantom at k x ``resolution`` and resizes it to
     ``resolution`` with the resize of ``Bundle.model_input``: a film a reader opens is large
     and reaches the model through that resize, and a phantom rendered natively at 128 px has
-    pixel texture (noise, edges) that a downsampled large film never has."""
+    pixel texture (noise, edges) that a downsampled large film never has. ``n_jobs`` > 1
+    renders in a process pool (the same images)."""
     from cfviewer.phantoms import iter_phantoms
 
     render_scale = check_render_scale(render_scale)
@@ -96,7 +98,7 @@ def phantom_data(
     labels = np.empty((n, len(PATHOLOGIES)), np.float32)
     confounders = np.zeros((n, 2), bool)
     seeds = np.empty(n, np.uint64)
-    it = iter_phantoms(n, seed, resolution * render_scale, cfg)
+    it = iter_phantoms(n, seed, resolution * render_scale, cfg, n_jobs=n_jobs)
     if progress:
         from tqdm import tqdm
 

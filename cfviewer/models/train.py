@@ -571,10 +571,10 @@ def run_training(
     if data is None:
         train = phantom_data(config.n_train, seeds["train"], config.resolution, config.phantoms,
                              cache_dir=work, progress=progress, desc="training phantoms",
-                             render_scale=config.render_scale)
+                             render_scale=config.render_scale, n_jobs=config.num_threads or 1)
         val = phantom_data(config.n_val, seeds["val"], config.resolution, config.phantoms,
                            cache_dir=work, progress=progress, desc="validation phantoms",
-                           render_scale=config.render_scale)
+                           render_scale=config.render_scale, n_jobs=config.num_threads or 1)
     else:
         train, val = data
     data_seconds = time.perf_counter() - t

@@ -186,13 +186,19 @@ def _build(db: Database, root: Path, bundle_dir: Path, n_pool: int, per_patholog
     from cfviewer.study.studies import get_study
     from cfviewer.study.tokens import reader_link
 
+    from cfviewer.models.data import phantom_config
+
+    bundle = Bundle.load(bundle_dir)
+    # the cases come from the phantom distribution the model was trained on (its options), at
+    # the reader's size: the model sees them through Bundle.model_input
+    options = ((bundle.meta.get("training") or {}).get("config") or {}).get("phantoms") or {}
     t = time.perf_counter()
     say(f"generating {n_pool} phantom radiographs ({image_size} px) in {root / 'cases'}")
-    labels = write_dataset(root / "cases", n_pool, size=image_size, seed=DEMO_SEED, dicom=False,
+    labels = write_dataset(root / "cases", n_pool, size=image_size, seed=DEMO_SEED,
+                           config=phantom_config(image_size, options), dicom=False,
                            overwrite=True, progress=not quiet)
     import_csv = _write_import_csv(root / "cases", labels)
     res.seconds["phantoms"] = time.perf_counter() - t
-    bundle = Bundle.load(bundle_dir)
     bundle_cfg = "bundle" if bundle_dir.resolve() == (root / "bundle").resolve() else str(bundle_dir.resolve())
     t = time.perf_counter()
     made = set_up_study(db, DEMO_NAME, root, cases=root / "cases", labels=import_csv, bundle=bundle,
