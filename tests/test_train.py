@@ -217,7 +217,7 @@ def test_model_card_reports_every_section(tiny_bundle, tmp_path):
 
     bundle_dir, cfg = tiny_bundle
     bundle = Bundle.load(bundle_dir, device="cpu")
-    report = model_card.evaluate_bundle(bundle, n=40, seed=99, progress=False, tube_n=12)
+    report = model_card.evaluate_bundle(bundle, n=40, seed=99, progress=False, tube_n=12, counterfactuals=1)
     per = report["per_pathology"]
     assert list(per) == bundle.pathologies
     # The AUCs recomputed here from the same 40 held-out phantoms (Mann-Whitney by brute force
@@ -244,8 +244,14 @@ def test_model_card_reports_every_section(tiny_bundle, tmp_path):
     n_neg = per["Pneumothorax"]["n_neg"]
     assert short["held_out_tube_negatives"]["n"] + short["held_out_no_tube_negatives"]["n"] == n_neg
     text = model_card.render_model_card(bundle, report, bundle_dir=bundle_dir)
-    for heading in ("## Data and training", "Appendix-K", "chest-tube shortcut", "| Pneumothorax |"):
+    for heading in ("## Data and training", "Appendix-K", "chest-tube shortcut", "| Pneumothorax |",
+                    "### Calibration", "false positives", "## Counterfactuals"):
         assert heading in text
+    for v in per.values():  # the confusion counts add up to the held-out set
+        assert v["false_positives"] <= v["n_neg"] and v["false_negatives"] <= v["n_pos"]
+        assert 0.0 <= v["ece"] <= 1.0
+    cf = report["counterfactual"]["summary"]
+    assert cf["all"]["n"] == sum(cf[p]["n"] for p in bundle.pathologies) <= len(bundle.pathologies)
     assert f"{per['Mass']['auc']:.3f}" in text
 
 

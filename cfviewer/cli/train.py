@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     m.add_argument("--seed", type=int, default=2026, help="held-out dataset seed (default 2026)")
     m.add_argument("--tube-n", type=int, default=300,
                    help="phantoms in each targeted chest-tube set (default 300)")
+    m.add_argument("--counterfactuals", type=int, default=20,
+                   help="held-out true positives per pathology for the counterfactual section "
+                        "(Latent Shift; default 20, 0 = skip)")
     m.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
     m.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     m.add_argument("--device", default="auto")
@@ -70,7 +73,7 @@ def run_model_card(args: argparse.Namespace) -> int:
 
     bundle = Bundle.load(args.bundle, device=args.device)
     report = evaluate_bundle(bundle, n=args.n, seed=args.seed, progress=not args.no_progress,
-                             tube_n=args.tube_n)
+                             tube_n=args.tube_n, counterfactuals=args.counterfactuals)
     text = render_model_card(bundle, report, bundle_dir=args.bundle)
     if args.json:
         import json
