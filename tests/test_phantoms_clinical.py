@@ -267,3 +267,20 @@ def test_large_size_and_batch_with_clinical_preset():
     b = generate_batch(4, 3, 48, PhantomConfig.clinical(mimic_probability=1.0))
     assert {f"mimic_{k}" for k in ("nipple", "skin_fold", "scar")} <= set(b.masks)
     assert b.masks["mimic_scar"].any(axis=(1, 2)).all()
+
+
+def test_cli_clinical_preset_writes_the_preset_phantoms(tmp_path):
+    from cfviewer.cli import main
+    from cfviewer.phantoms import generate, image_seeds
+    from cfviewer.imaging import load
+
+    out = tmp_path / "clin"
+    assert main(["phantoms", "--clinical", "--n", "3", "--size", "64", "--seed", "4", "--no-dicom",
+                 "--out", str(out)]) == 0
+    first = generate(int(image_seeds(3, 4)[0]), 64, PhantomConfig.clinical(size=64))
+    assert first.meta["projection"] in ("AP", "PA")
+    pngs = sorted((out / "images").glob("*.png"))
+    assert len(pngs) == 3
+    img = load(pngs[0])  # 16-bit PNG round trip of the first clinical phantom
+    assert img.shape == (64, 64)
+    np.testing.assert_allclose(img, first.image, atol=1.0)

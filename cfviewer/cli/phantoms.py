@@ -45,6 +45,10 @@ def register(subparsers) -> None:
     p.add_argument("--tube-given-pneumothorax", type=float, default=0.8)
     p.add_argument("--tube-given-no-pneumothorax", type=float, default=0.05)
     p.add_argument("--marker-probability", type=float, default=0.5)
+    p.add_argument("--clinical", action="store_true",
+                   help="the clinical preset (PhantomConfig.clinical: mimics, subtle findings, label "
+                        "noise, AP and low-inspiration films, collimation, annotation text, detailed "
+                        "anatomy), as the demo model is trained on")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM files")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (same output for any value)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise PhantomArgsError(f"--n {args.n}: ask for at least 1 phantom")
     if args.jobs < 1:
         raise PhantomArgsError(f"--jobs {args.jobs}: use 1 or more worker processes")
-    config = PhantomConfig(
+    make = PhantomConfig.clinical if args.clinical else PhantomConfig
+    config = make(
         size=args.size,
         prevalence=dict(args.prevalence),
         tube_given_pneumothorax=args.tube_given_pneumothorax,
