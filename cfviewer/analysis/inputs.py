@@ -27,7 +27,8 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "comment", "shown_at", "submitted_at", "duration_s", "raw_duration_s", "order", "session",
     "seed", "app_version", "simulated",
 )
-"""The full column set of the study export (for reference; only REQUIRED_COLUMNS are used)."""
+"""The full column set of the study export, in order: ``cfviewer.study.export`` writes exactly
+these (its EXPORT_COLUMNS is this tuple); only REQUIRED_COLUMNS are needed here."""
 
 LIKERT: tuple[int, ...] = (1, 2, 3, 4, 5)
 """The rating scale of every question."""

@@ -21,6 +21,7 @@ from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cfviewer import __version__
+from cfviewer.analysis.inputs import EXPORT_COLUMNS as _EXPORT_COLUMNS
 from cfviewer.csvsafe import write_csv
 from cfviewer.files import sha256_file
 from cfviewer.study.schema import (
@@ -35,11 +36,7 @@ from cfviewer.study.schema import (
 )
 from cfviewer.study.studies import study_summary
 
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "reader", "case", "arm", "methods", "pathology", "stratum", "question", "rating", "comment",
-    "shown_at", "submitted_at", "duration_s", "raw_duration_s", "order", "session", "seed", "app_version",
-    "simulated",
-)
+EXPORT_COLUMNS = _EXPORT_COLUMNS  # the one definition lives with its consumer, cfviewer.analysis.inputs
 """reader: reader name; case: case id from the labels CSV; arm: display name ("Method A");
 methods: the arm's explainers joined with "+"; pathology: the judged prediction; stratum: TP/FP;
 question: question key; rating: 1..5; shown_at / submitted_at: UTC; duration_s: active reading
