@@ -22,8 +22,15 @@ DEMO_BUNDLE = ROOT / "study_data" / "demo" / "bundle"
 R = 64
 
 
-def _phantoms(n: int, seed: int, size: int = R) -> list[np.ndarray]:
-    return [p.image for p in iter_phantoms(n, seed, size)]
+def _phantoms(n: int, seed: int, size: int = R, options: dict | None = None) -> list[np.ndarray]:
+    from cfviewer.models.data import phantom_config
+
+    return [p.image for p in iter_phantoms(n, seed, size, phantom_config(size, options))]
+
+
+def _demo_options(doc: dict) -> dict:
+    """The phantom options the demo bundle was trained with (what the demo study draws)."""
+    return doc["meta"]["training"]["config"].get("phantoms") or {}
 
 
 def _gradient(size: int = R) -> np.ndarray:
@@ -280,17 +287,22 @@ def test_the_demo_bundle_carries_its_training_domain():
 
 
 def test_the_demo_study_cases_are_inside_the_demo_domain(tmp_path):
-    """The demo study imports 224 px phantoms written as 16-bit PNGs (cfviewer demo)."""
+    """The demo study imports phantoms of the bundle's options at DEMO_IMAGE_SIZE, written as
+    16-bit PNGs (cfviewer demo)."""
+    from cfviewer.study.demo import DEMO_IMAGE_SIZE
+
     doc = json.loads((DEMO_BUNDLE / "bundle.json").read_text())
     films = [imaging.load(imaging.write_png16(tmp_path / f"{i}.png", im))
-             for i, im in enumerate(_phantoms(30, 20251, 224))]
+             for i, im in enumerate(_phantoms(30, 20251, DEMO_IMAGE_SIZE, _demo_options(doc)))]
     assert dm.check_images(doc, films).n_outside <= 1
 
 
 def test_demo_bundle_flags_real_films_and_not_held_out_phantoms(shared_data):
     doc = json.loads((DEMO_BUNDLE / "bundle.json").read_text())
     res = int(doc["resolution"])
-    phantoms = dm.check_images(doc, _phantoms(200, 2026, res), what="held-out phantoms")
+    scale = int(doc["meta"]["training"]["config"].get("render_scale", 1))
+    phantoms = dm.check_images(doc, _phantoms(200, 2026, res * scale, _demo_options(doc)),
+                               what="held-out phantoms")
     assert phantoms.share <= 0.02, phantoms.message
     nih = sorted((shared_data / "nih1000").rglob("*.png"))[::5]  # 200 of the 1,000
     others = sorted([*(shared_data / "nih_samples").glob("*.png"), *(shared_data / "tbx11k").rglob("*.png"),

@@ -280,6 +280,23 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         f"{cfg.get('classifier_training', {}).get('batch_size', 'n/a')}, lr "
         f"{cfg.get('classifier_training', {}).get('lr', 'n/a')}; light augmentation "
         f"{cfg.get('augment', {})}. Outputs probabilities (sigmoid applied).")
+    ccfg = getattr(bundle.classifier, "config", lambda: {})()
+    if ccfg.get("pool") == "lse":
+        add(f"  Head: a 1 x 1 convolution gives one logit map per pathology, pooled by log-sum-exp "
+            f"(r = {ccfg.get('lse_r')}; Wang et al. 2017, ChestX-ray8) instead of global average "
+            "pooling, so the gradient of a prediction goes to the locations that carry the evidence "
+            "rather than equally to every location.")
+    if cfg.get("classifier_note"):
+        add(f"  {cfg['classifier_note']}")
+    if cfg.get("label_smoothing"):
+        add(f"  Label smoothing {cfg['label_smoothing']} (targets y (1 - s) + s / 2) keeps logits off "
+            "saturation.")
+    if cfg.get("adversarial"):
+        add(f"  Adversarial training (L2, {cfg['adversarial']}; see `robust_classifier_loss`).")
+    if int(cfg.get("render_scale", 1)) > 1:
+        add(f"  Training phantoms are drawn at {cfg['render_scale']} x {bundle.resolution} px and resized "
+            "as `Bundle.model_input` resizes a film (`render_scale`), so the model learns from the "
+            "pixels a downsampled film gives it.")
     if bundle.autoencoder is not None:
         ae = bundle.autoencoder
         lat = ae.latent_shape(bundle.resolution) if hasattr(ae, "latent_shape") else "n/a"

@@ -86,6 +86,7 @@ class TrainConfig:
     num_threads: int | None = None
     resolution_note: str = ""
     autoencoder_note: str = ""
+    classifier_note: str = ""
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "config") -> "TrainConfig":

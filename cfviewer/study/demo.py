@@ -43,6 +43,9 @@ from cfviewer.study.reference import REFERENCE_ARMS, reference_arms
 DEMO_NAME = "demo"
 DEMO_SEED = 20261121
 DEMO_READERS = ("reader-1", "reader-2")
+DEMO_IMAGE_SIZE = 224
+"""Side of the demo study's case films: readers see them at this size, the model through
+Bundle.model_input at its own resolution."""
 ARMS = REFERENCE_ARMS  # the reference study's arms
 GENERATED = ("study.db", "study.db-wal", "study.db-shm", "study.db.writelock", "cases", "artifacts",
              "readers.json", "export", "analysis")
@@ -119,13 +122,15 @@ def build_demo(
     quiet: bool = False,
     n_pool: int = 300,
     per_pathology: int = 10,
-    image_size: int = 224,
+    image_size: int | None = None,
     log: Callable[[str], None] = print,
     precompute_progress: Callable[[int, int, str], None] | None = None,
 ) -> DemoResult:
-    """Build (or reuse) the demo study; returns the reader links and what was done."""
+    """Build (or reuse) the demo study; returns the reader links and what was done.
+    ``image_size``: the side of the case films (default DEMO_IMAGE_SIZE)."""
     from cfviewer import paths
 
+    image_size = int(image_size or DEMO_IMAGE_SIZE)
     root = Path(root) if root is not None else paths.demo_dir()
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else root / "bundle"
     if not (bundle_dir / "bundle.json").is_file():
