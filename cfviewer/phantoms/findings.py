@@ -156,18 +156,25 @@ def effusion(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generato
     e.meta["Effusion"] = {"sides": sides, "heights": heights}
 
 
-def lung_opacity(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
-    """Patchy, ill-defined airspace consolidation (smooth noise inside a soft blob)."""
-    side = int(rng.choice((-1, 1)))
-    R = rng.uniform(0.12, 0.2) * (0.8 + 0.4 * sev)
-    cx, cy = _lung_point(rng, p, side, 0.04)
+def _patchy_opacity(f: Frame, a: Anatomy, side: int, cx: float, cy: float, R: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A soft elliptical blob of radius about R modulated by smooth noise, inside the lung of
+    ``side``: the shape of airspace shadowing (draws the aspect, angle and noise from rng)."""
     r2 = ellipse_r2(f, cx, cy, R, R * rng.uniform(0.7, 1.3), rng.uniform(0, np.pi))
     n = max(f.size // 8, 8)
     noise = gaussian_filter(rng.standard_normal((n, n)).astype(F32), 1.0)
     noise = zoom(noise, f.size / n, order=1)[: f.size, : f.size]
     noise = noise / (np.abs(noise).max() + 1e-6)
     blob = np.exp(-r2 * F32(1.3))
-    op = np.clip(blob * (F32(1.0) + F32(0.55) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
+    return np.clip(blob * (F32(1.0) + F32(0.55) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
+
+
+def lung_opacity(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Patchy, ill-defined airspace consolidation (smooth noise inside a soft blob)."""
+    side = int(rng.choice((-1, 1)))
+    R = rng.uniform(0.12, 0.2) * (0.8 + 0.4 * sev)
+    cx, cy = _lung_point(rng, p, side, 0.04)
+    op = _patchy_opacity(f, a, side, cx, cy, R, rng)
     e.dens += F32(0.4 + 0.3 * sev) * op
     e.air_scale *= 1.0 - F32(0.4) * op
     e.masks["Lung Opacity"] = soft_mask(op, 0.12)
@@ -357,13 +364,7 @@ def lung_opacity_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rand
     t_, _ = tier(sev)
     R = _by_tier(sev, ((0.09, 0.13), (0.12, 0.19), (0.16, 0.24)), rng)
     cx, cy = _lung_point(rng, p, side, 0.04)
-    r2 = ellipse_r2(f, cx, cy, R, R * rng.uniform(0.7, 1.3), rng.uniform(0, np.pi))
-    n = max(f.size // 8, 8)
-    noise = gaussian_filter(rng.standard_normal((n, n)).astype(F32), 1.0)
-    noise = zoom(noise, f.size / n, order=1)[: f.size, : f.size]
-    noise = noise / (np.abs(noise).max() + 1e-6)
-    blob = np.exp(-r2 * F32(1.3))
-    op = np.clip(blob * (F32(1.0) + F32(0.55) * noise) - F32(0.25), 0.0, 1.0) * a.lung[side]
+    op = _patchy_opacity(f, a, side, cx, cy, R, rng)
     c = _by_tier(sev, ((0.16, 0.24), (0.24, 0.4), (0.4, 0.65)), rng)
     e.dens += F32(c) * op
     e.air_scale *= 1.0 - F32((0.15, 0.3, 0.45)[t_]) * op
