@@ -194,11 +194,12 @@ def mass(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, s
     e.meta["Mass"] = {"side": side, "center": (cx, cy), "diameter_cm": diam_cm}
 
 
-def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
-    """Apical/lateral air rim: a thin visceral pleural line, no vessel markings beyond it."""
-    side = int(rng.choice((-1, 1)))
-    gap = rng.uniform(0.05, 0.07) + 0.08 * sev * rng.uniform(0.5, 1.0)
-    y_end = rng.uniform(-0.05, 0.3)
+def _pleural_air(f: Frame, p: Patient, a: Anatomy, e: Edits, side: int, gap: float, y_end: float,
+                 air_drop: float, line_gain: float) -> None:
+    """The pneumothorax edit: an air rim ``gap`` wide at the apex, tapering to nothing at
+    ``y_end``, with no vessel markings in it (attenuation lowered by ``air_drop``), the
+    visceral pleural line at its inner edge (``line_gain``) and a slightly denser collapsed
+    lung edge; sets the "Pneumothorax" mask."""
     taper = np.clip((F32(y_end) - f.y) / F32(y_end - p.apex), 0.0, 1.0) ** 0.4
     g = F32(gap) * taper
     outer = a.lung_outer[side]
@@ -206,13 +207,21 @@ def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Gene
     rim = ramp(g - outer, 1.5 * f.px) * lung
     e.vessel_keep *= 1.0 - rim
     e.air_scale *= 1.0 + F32(0.2) * rim
-    e.dens -= F32(0.12 + 0.08 * sev) * rim
+    e.dens -= F32(air_drop) * rim
     w = F32(0.9 * f.px)
     line = np.exp(-(((outer - g) / w) ** 2)) * (g > 1.5 * f.px) * ramp(a.lung_depth[side], 2 * f.px)
-    e.dens += F32(0.16 + 0.08 * sev) * line
+    e.dens += F32(line_gain) * line
     # the collapsed lung edge is a little denser
     e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
     e.masks["Pneumothorax"] = soft_mask(rim, 0.5)
+
+
+def pneumothorax(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float) -> None:
+    """Apical/lateral air rim: a thin visceral pleural line, no vessel markings beyond it."""
+    side = int(rng.choice((-1, 1)))
+    gap = rng.uniform(0.05, 0.07) + 0.08 * sev * rng.uniform(0.5, 1.0)
+    y_end = rng.uniform(-0.05, 0.3)
+    _pleural_air(f, p, a, e, side, gap, y_end, 0.12 + 0.08 * sev, 0.16 + 0.08 * sev)
     e.meta["Pneumothorax"] = {"side": side, "gap": gap, "y_end": y_end}
 
 
@@ -402,19 +411,9 @@ def pneumothorax_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rand
     t_, _ = tier(sev)
     gap = _by_tier(sev, ((0.022, 0.036), (0.04, 0.085), (0.085, 0.16)), rng)
     y_end = _by_tier(sev, ((-0.48, -0.28), (-0.3, 0.1), (0.0, 0.3)), rng, 0.8)
-    taper = np.clip((F32(y_end) - f.y) / F32(y_end - p.apex), 0.0, 1.0) ** 0.4
-    g = F32(gap) * taper
-    outer = a.lung_outer[side]
-    lung = a.lung[side]
-    rim = ramp(g - outer, 1.5 * f.px) * lung
-    e.vessel_keep *= 1.0 - rim
-    e.air_scale *= 1.0 + F32(0.2) * rim
-    e.dens -= F32(_by_tier(sev, ((0.05, 0.08), (0.08, 0.14), (0.14, 0.2)), rng)) * rim
-    w = F32(0.9 * f.px)
-    line = np.exp(-(((outer - g) / w) ** 2)) * (g > 1.5 * f.px) * ramp(a.lung_depth[side], 2 * f.px)
-    e.dens += F32(_by_tier(sev, ((0.1, 0.14), (0.14, 0.2), (0.2, 0.24)), rng)) * line
-    e.dens += F32(0.05) * ramp(outer - g, 0.005) * ramp(g + 0.08 - outer, 0.05) * (g > 0) * lung
-    e.masks["Pneumothorax"] = soft_mask(rim, 0.5)
+    air_drop = _by_tier(sev, ((0.05, 0.08), (0.08, 0.14), (0.14, 0.2)), rng)
+    line_gain = _by_tier(sev, ((0.1, 0.14), (0.14, 0.2), (0.2, 0.24)), rng)
+    _pleural_air(f, p, a, e, side, gap, y_end, air_drop, line_gain)
     e.meta["Pneumothorax"] = {"side": side, "gap": gap, "y_end": y_end, "tier": t_}
 
 
