@@ -338,3 +338,105 @@ def test_one_affine_for_training_and_explanation_augmentation():
     x = torch.linspace(-1024, 1024, 16 * 16).reshape(1, 1, 16, 16)
     same = affine_matrices(torch.zeros(1), torch.ones(1), torch.zeros(1), torch.zeros(1))
     torch.testing.assert_close(warp(x, same), x, atol=1e-3, rtol=0)
+
+
+def test_init_from_trains_the_parent_once_and_continues_from_its_weights(tmp_path):
+    parent_cfg = {**TINY, "n_train": 32, "n_val": 16,
+                  "classifier_training": dict(epochs=1, batch_size=16),
+                  "autoencoder_training": dict(epochs=1, batch_size=16)}
+    parent_file = tmp_path / "stage1.json"
+    parent_file.write_text(json.dumps(parent_cfg))
+    child = TrainConfig.from_dict({**parent_cfg, "seed": 4, "init_from": str(parent_file),
+                                   "autoencoder_training": dict(epochs=0, batch_size=16)})
+    assert child.classifier_fingerprint() != TrainConfig.from_dict(parent_cfg).classifier_fingerprint()
+    logs: list[str] = []
+    first = run_training(child, tmp_path / "b1", work_dir=tmp_path / "w", progress=False,
+                         device="cpu", log=logs.append)
+    assert any("training the bundle of" in s for s in logs)
+    parent = Bundle.load(next((tmp_path / "w" / "init_from").iterdir()), device="cpu")
+    # autoencoder_training.epochs = 0: the parent's autoencoder, unchanged
+    for (k, v), (_, w) in zip(parent.autoencoder.state_dict().items(), first.autoencoder.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    # the classifier continued from the parent's weights: it moved, but stayed close to them
+    moved = [float((v.float() - w.float()).abs().max()) for (k, v), (_, w)
+             in zip(parent.classifier.state_dict().items(), first.classifier.state_dict().items())
+             if v.is_floating_point()]
+    assert max(moved) > 0
+    meta = first.meta["training"]["init_from"]
+    assert meta["config_file"] == str(parent_file)
+    assert meta["training"]["classifier_history"] == parent.meta["training"]["classifier_history"]
+    from cfviewer.models.model_card import _stage_lines
+
+    lines = _stage_lines(first.meta["training"])
+    assert lines[0].startswith("- Trained in 2 stages") and "stage 1 (`" in lines[1]
+    assert "kept as trained in the earlier stage" in lines[2]
+    # a second run reuses the parent bundle from the work directory, and ends where the first did
+    logs.clear()
+    second = run_training(child, tmp_path / "b2", work_dir=tmp_path / "w", progress=False,
+                          device="cpu", log=logs.append)
+    assert any("reusing the bundle of" in s for s in logs)
+    x = parent.autoencoder.decode(parent.autoencoder.encode(torch.zeros(1, 1, 32, 32))).detach()
+    np.testing.assert_array_equal(second.predict(x[0, 0].numpy()), first.predict(x[0, 0].numpy()))
+    # a classifier that does not fit the parent's weights is refused by name
+    wider = TrainConfig.from_dict({**child.to_dict(), "classifier_training": dict(epochs=1, batch_size=16),
+                                   "autoencoder_training": dict(epochs=0, batch_size=16),
+                                   "classifier": dict(widths=[8, 16, 16, 32], stem_width=8)})
+    with pytest.raises(TrainConfigError, match="its classifier does not fit"):
+        run_training(wider, tmp_path / "b3", work_dir=tmp_path / "w3", progress=False,
+                     device="cpu", log=lambda s: None)
+    with pytest.raises(TrainConfigError, match="no such training config file"):
+        TrainConfig.from_dict({**parent_cfg, "init_from": str(tmp_path / "missing.json")})
+
+
+def test_reconstruction_fraction_shows_the_classifier_its_autoencoders_images():
+    from cfviewer.models.train import robust_classifier_loss
+
+    torch.manual_seed(0)
+    from cfviewer.models.classifier import Classifier
+
+    clf = Classifier(widths=[8, 8, 8, 8], stem_width=8).eval()
+    x = torch.rand(4, 1, 32, 32) * 2048 - 1024
+    y = torch.zeros(4, 6)
+    seen: list[torch.Tensor] = []
+
+    def reconstruct(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(batch.clone())
+        return torch.zeros_like(batch)
+
+    mixed = robust_classifier_loss(0.0, None, reconstruct, 0.5)(clf, x, y)
+    assert len(seen) == 1 and seen[0].shape[0] == 2          # half the batch, the first half
+    by_hand = torch.nn.functional.binary_cross_entropy_with_logits(
+        clf.logits(torch.cat([torch.zeros_like(x[:2]), x[2:]])), y)
+    torch.testing.assert_close(mixed, by_hand)
+    torch.testing.assert_close(robust_classifier_loss(0.0)(clf, x, y),
+                               torch.nn.functional.binary_cross_entropy_with_logits(clf.logits(x), y))
+    with pytest.raises(TrainConfigError, match="reconstruction_fraction needs a trained autoencoder"):
+        TrainConfig.from_dict({**TINY, "reconstruction_fraction": 0.5})
+
+
+def test_options_added_later_keep_old_fingerprints_while_unused():
+    cfg = TrainConfig.from_dict(TINY)
+    doc = {k: v for k, v in cfg.to_dict().items() if k not in TrainConfig.LATER_KEYS}
+    import hashlib
+
+    assert cfg.fingerprint() == hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_training_splits_walk_the_init_from_chain():
+    from cfviewer.models.model_card import HeldOutSeedError, _check_disjoint
+    from cfviewer.models.train import training_splits
+
+    parent = {"data_seeds": {"train": 11, "val": 12}, "n_train": 500, "n_val": 50}
+    child = {"data_seeds": {"train": 21, "val": 22}, "n_train": 400, "n_val": 40,
+             "init_from": {"config_file": "s1.json", "training": parent}}
+    assert training_splits(parent) == [("train", 11, 500), ("val", 12, 50)]
+    assert training_splits(child) == [("stage 1 train", 11, 500), ("stage 1 val", 12, 50),
+                                      ("stage 2 train", 21, 400), ("stage 2 val", 22, 40)]
+    assert training_splits(None) == []
+
+    class Fake:
+        meta = {"training": child}
+
+    with pytest.raises(HeldOutSeedError, match="stage 1 train split"):
+        _check_disjoint(Fake(), 20, 11)       # held-out seed 11 = the parent's training set
+    _check_disjoint(Fake(), 20, 2026)

@@ -91,17 +91,13 @@ def bench_seeds(n: int, seed: int, stream: int = 0) -> np.ndarray:
 def training_seed_overlap(bundle: Any, seeds: Sequence[int]) -> int | None:
     """How many benchmark seeds are also seeds of the training/validation phantoms recorded in
     ``bundle.meta["training"]`` (``data_seeds`` + ``n_train`` / ``n_val``, as written by
-    ``cfviewer train``); None when the bundle records none."""
+    ``cfviewer train``, every stage of an ``init_from`` chain); None when the bundle records none."""
+    from cfviewer.models.train import training_splits
     from cfviewer.phantoms import image_seeds
 
-    tr = (getattr(bundle, "meta", {}) or {}).get("training")
-    if not isinstance(tr, dict) or not isinstance(tr.get("data_seeds"), dict):
-        return None
-    ds = tr["data_seeds"]
     used: set[int] = set()
-    for split, n_key in (("train", "n_train"), ("val", "n_val")):
-        s, n = ds.get(split), tr.get(n_key)
-        if isinstance(s, int) and isinstance(n, int) and 0 < n <= 2_000_000:
+    for _split, s, n in training_splits((getattr(bundle, "meta", {}) or {}).get("training")):
+        if n <= 2_000_000:
             used.update(int(v) for v in image_seeds(n, s))
     if not used:
         return None

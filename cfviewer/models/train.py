@@ -9,6 +9,12 @@
   ``checkpoint_every`` steps, at each epoch end, and on Ctrl-C.
 * After the classifier, per-pathology thresholds are chosen on the validation split
   (Youden's J, or 0.5 with ``thresholds: "fixed"``).
+* ``init_from`` (a training config file) continues training: that config's bundle is trained
+  first (or reused from the work directory when the bundle there was trained with exactly
+  that config), and its classifier and autoencoder weights start this run, which trains on
+  its own phantoms (give it another ``seed``). With ``autoencoder_training.epochs = 0`` the
+  parent's autoencoder is kept as it is. Calibration composes (Platt on the calibrated logits),
+  so the parent's calibration may stay in the weights.
 * The bundle (bundle.json + classifier.pt + autoencoder.pt) is written to ``--out`` at the end,
   with a training summary in ``bundle.meta["training"]`` and the training domain (a reference
   distribution of the validation images, cfviewer.models.domain) in ``bundle.meta["domain"]``.
@@ -16,6 +22,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -87,6 +94,8 @@ class TrainConfig:
     resolution_note: str = ""
     autoencoder_note: str = ""
     classifier_note: str = ""
+    init_from: str = ""                # training config (JSON) whose bundle starts this run: see run_training
+    reconstruction_fraction: float = 0.0  # share of each classifier batch shown as D(E(x)) (needs init_from)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "config") -> "TrainConfig":
@@ -127,17 +136,27 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    LATER_KEYS = ("init_from", "reconstruction_fraction")
+    """Keys added after bundles were first trained: left out of the fingerprints while they
+    hold their defaults, so a config that does not use them keeps its fingerprint."""
+
+    def _fingerprint_doc(self, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+        d = self.to_dict()
+        defaults = TrainConfig().to_dict()
+        doc = {k: d[k] for k in (keys or d)}
+        return {k: v for k, v in doc.items() if not (k in self.LATER_KEYS and v == defaults[k])}
+
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self._fingerprint_doc(), sort_keys=True).encode()).hexdigest()[:16]
 
     CLASSIFIER_KEYS = ("resolution", "seed", "n_train", "n_val", "phantoms", "render_scale", "classifier",
-                       "classifier_training", "augment", "label_smoothing", "adversarial")
+                       "classifier_training", "augment", "label_smoothing", "adversarial", "init_from",
+                       "reconstruction_fraction")
 
     def classifier_fingerprint(self) -> str:
         """Hash of the settings the classifier stage depends on: a checkpoint whose classifier
         was trained with the same ones is reused when only autoencoder settings changed."""
-        d = self.to_dict()
-        doc = {k: d[k] for k in self.CLASSIFIER_KEYS}
+        doc = self._fingerprint_doc(self.CLASSIFIER_KEYS)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self, source: str = "config") -> None:
@@ -179,6 +198,14 @@ class TrainConfig:
             raise bad("adversarial: epsilon must be >= 0 and steps >= 1")
         if not 0.0 <= float(self.adversarial.get("clean_weight", 0.5)) <= 1.0:
             raise bad("adversarial: clean_weight must be in [0, 1]")
+        if self.init_from and not Path(self.init_from).is_file():
+            raise bad(f"init_from {self.init_from!r}: no such training config file; give its path "
+                      "relative to the working directory (or remove init_from to train from scratch)")
+        if not 0.0 <= self.reconstruction_fraction <= 1.0:
+            raise bad(f"reconstruction_fraction {self.reconstruction_fraction}: use a value in [0, 1]")
+        if self.reconstruction_fraction > 0 and not self.init_from:
+            raise bad("reconstruction_fraction needs a trained autoencoder before the classifier "
+                      "stage: set init_from to the training config whose bundle provides it")
         if self.calibration not in ("none", "platt"):
             raise bad(f"calibration {self.calibration!r}: use 'none' or 'platt'")
 
@@ -409,10 +436,16 @@ def l2_adversary(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon_rms
     return (x + delta).clamp(-1024.0, 1024.0).detach()
 
 
-def robust_classifier_loss(label_smoothing: float = 0.0, adversarial: Mapping[str, float] | None = None
+def robust_classifier_loss(label_smoothing: float = 0.0, adversarial: Mapping[str, float] | None = None,
+                           reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                           reconstruction_fraction: float = 0.0,
                            ) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The classifier's training loss: BCE on logits with label smoothing (targets
-    y (1 - s) + s / 2), optionally mixed with the BCE on L2 adversarial examples
+    y (1 - s) + s / 2), on a batch whose first ``reconstruction_fraction`` (batches are in
+    random order) is replaced by ``reconstruct(x)`` = D(E(x)) of a frozen autoencoder, with the
+    same labels: the classifier learns to read the autoencoder's images too, so along Latent
+    Shift's path its gradient is not a response to the reconstruction's missing fine texture
+    (issue 10: "training on images and their reconstructions"). Optionally mixed with the BCE on L2 adversarial examples
     (:func:`l2_adversary`; ``clean_weight`` x clean + (1 - clean_weight) x adversarial, 0.5 by
     default). Adversarial training is what gives a classifier "perceptually aligned" input
     gradients (Santurkar et al. 2019; Tsipras et al. 2019): its gradient through the
@@ -424,8 +457,14 @@ def robust_classifier_loss(label_smoothing: float = 0.0, adversarial: Mapping[st
     clean_w = float(adv.get("clean_weight", 0.5))
     s = float(label_smoothing)
 
+    k_frac = float(reconstruction_fraction) if reconstruct is not None else 0.0
+
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = y * (1.0 - s) + 0.5 * s if s else y
+        k = int(round(k_frac * x.shape[0]))
+        if k:
+            with torch.no_grad():
+                x = torch.cat([reconstruct(x[:k]).clamp(-1024, 1024), x[k:]])
         clean = F.binary_cross_entropy_with_logits(model.logits(x), t)
         if eps <= 0:
             return clean
@@ -506,6 +545,75 @@ def calibrate_classifier(clf: Classifier, val: TrainingData, device: torch.devic
 
 
 # ---------------------------------------------------------------------- the whole run
+def parent_bundle(config: TrainConfig, work: Path, *, resume: bool, device: torch.device,
+                  progress: bool, log: Callable[[str], None]) -> Bundle:
+    """The bundle of ``config.init_from`` (a training config file): reused from
+    ``work/init_from/<fingerprint>`` when the bundle there was trained with exactly that
+    config, else trained there (resumable like any run)."""
+    parent_cfg = TrainConfig.from_json(config.init_from)
+    if parent_cfg.init_from and Path(parent_cfg.init_from).resolve() == Path(config.init_from).resolve():
+        raise TrainConfigError(f"{config.init_from}: init_from names its own file")
+    out = work / "init_from" / parent_cfg.fingerprint()
+    if (out / "bundle.json").is_file():
+        b = Bundle.load(out, device=device)
+        if _same_config(b.meta.get("training", {}).get("config"), parent_cfg):
+            log(f"init_from: reusing the bundle of {config.init_from} in {out}")
+            return b
+    log(f"init_from: training the bundle of {config.init_from} first (into {out})")
+    return run_training(parent_cfg, out, resume=resume, device=device, work_dir=out / "work",
+                        progress=progress, log=log)
+
+
+def training_chain(training: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The training records of every stage of an ``init_from`` chain, oldest first, from
+    ``bundle.meta["training"]`` (one entry for a bundle trained in one run)."""
+    stages: list[Mapping[str, Any]] = []
+    t = training if isinstance(training, Mapping) else None
+    while isinstance(t, Mapping) and len(stages) < 16:
+        stages.append(t)
+        parent = t.get("init_from")
+        t = parent.get("training") if isinstance(parent, Mapping) else None
+    return stages[::-1]
+
+
+def training_splits(training: Mapping[str, Any] | None) -> list[tuple[str, int, int]]:
+    """(split, dataset seed, number of images) of every phantom set a bundle was trained or
+    validated on, from ``bundle.meta["training"]``: this run's and, with ``init_from``, its
+    parent's (recursively, labelled "stage 1 train", ...). Held-out evaluations must avoid all."""
+    stages = training_chain(training)
+    out = []
+    for i, st in enumerate(stages):
+        ds = st.get("data_seeds") or {}
+        label = f"stage {i + 1} " if len(stages) > 1 else ""
+        for split, n_key in (("train", "n_train"), ("val", "n_val")):
+            seed, n = ds.get(split), st.get(n_key)
+            if isinstance(seed, int) and isinstance(n, int) and n > 0:
+                out.append((f"{label}{split}", seed, n))
+    return out
+
+
+def _same_config(recorded: Mapping[str, Any] | None, config: TrainConfig) -> bool:
+    """Was a bundle trained with ``config``? (keys added to TrainConfig since it was trained
+    count as their defaults)."""
+    if not isinstance(recorded, Mapping):
+        return False
+    defaults = TrainConfig().to_dict()
+    want = config.to_dict()
+    return set(recorded) <= set(want) and all(recorded.get(k, defaults[k]) == v for k, v in want.items())
+
+
+def _load_parent_weights(model: nn.Module, parent: nn.Module | None, role: str, source: str) -> None:
+    if parent is None:
+        raise TrainConfigError(f"init_from {source}: its bundle has no {role}")
+    try:
+        model.load_state_dict(parent.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TrainConfigError(
+            f"init_from {source}: its {role} does not fit this config's {role} settings "
+            f"({first}); use the same '{role}' settings as {source}") from None
+
+
 def default_work_dir(out_dir: Path) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "train"
     digest = hashlib.sha256(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
@@ -595,6 +703,15 @@ def run_training(
     clf = Classifier(**config.classifier)
     torch.manual_seed(seeds["autoencoder_init"])
     ae = ResNetAE(**config.autoencoder)
+    parent_meta = None
+    if config.init_from:
+        parent = parent_bundle(config, work, resume=resume, device=dev, progress=progress, log=log)
+        _load_parent_weights(clf, parent.classifier, "classifier", config.init_from)
+        _load_parent_weights(ae, parent.autoencoder, "autoencoder", config.init_from)
+        parent_meta = {"config_file": config.init_from,
+                       "training": {k: v for k, v in parent.meta.get("training", {}).items()
+                                    if k not in ("init_from",)},
+                       "init_from": parent.meta.get("training", {}).get("init_from")}
     stage_state = saved if saved and saved.get("stage") == "classifier" else None
     finished = dict(saved.get("finished", {})) if saved else {}
 
@@ -614,8 +731,13 @@ def run_training(
         clf.load_state_dict(finished["classifier"]["model"])
         clf_result = StageResult(finished["classifier"]["history"], finished["classifier"]["seconds"], clf_steps)
     else:
+        reconstruct = None
+        if config.reconstruction_fraction > 0:
+            frozen_ae = copy.deepcopy(ae).to(dev).eval().requires_grad_(False)
+            reconstruct = frozen_ae
         clf_result = fit(
-            clf, robust_classifier_loss(config.label_smoothing, config.adversarial), train,
+            clf, robust_classifier_loss(config.label_smoothing, config.adversarial, reconstruct,
+                                        config.reconstruction_fraction), train,
             config.classifier_training, stage="classifier",
             seed=config.seed, device=dev, augment_kwargs=config.augment, evaluate=eval_clf,
             resume_state=stage_state, save_state=save_with({}),
@@ -702,6 +824,7 @@ def run_training(
             },
             "thresholds_method": config.thresholds,
             "calibration": calibration,
+            "init_from": parent_meta,
             "resolution_note": config.resolution_note,
             "autoencoder_note": config.autoencoder_note,
             **dict(extra_meta or {}),
