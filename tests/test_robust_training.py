@@ -106,3 +106,21 @@ def test_counterfactual_change_separates_a_local_edit_from_a_global_one():
     assert dilate_mask(mask, 0.04).sum() > mask.sum()
     with pytest.raises(ValueError, match="empty"):
         counterfactual_change(start, local, np.zeros_like(mask), 0.9, 0.2)
+
+
+def test_a_shrinking_heart_is_scored_on_its_border():
+    from cfviewer.metrics.counterfactual import evidence_region
+
+    yy, xx = np.mgrid[:128, :128]
+    big = (yy - 80) ** 2 + (xx - 64) ** 2 <= 30 ** 2
+    small = (yy - 80) ** 2 + (xx - 64) ** 2 <= 25 ** 2
+    start = np.where(big, 75.0, -75.0).astype(np.float32)     # heart vs lung: 19 grey levels
+    shrunk = np.where(small, 75.0, -75.0).astype(np.float32)  # the border moves in by 5 px
+    whole = counterfactual_change(start, shrunk, big, 0.9, 0.3)
+    border = counterfactual_change(start, shrunk, big, 0.9, 0.3, target="Cardiomegaly")
+    assert whole.share_inside == border.share_inside == pytest.approx(1.0)
+    assert whole.mean_inside < 8 <= border.mean_inside           # diluted by the interior vs seen
+    assert border.visible and not whole.visible
+    band = evidence_region(big, "Cardiomegaly")
+    assert band.sum() < big.sum() and not band[80, 64]           # the interior is not evidence
+    assert evidence_region(big, "Mass") is not None and evidence_region(big, "Mass").sum() == big.sum()

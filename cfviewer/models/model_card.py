@@ -33,19 +33,17 @@ TUBE_SET_SIZE = 300
 
 
 def _check_disjoint(bundle: Bundle, n: int, seed: int) -> None:
+    from cfviewer.models.train import training_splits
     from cfviewer.phantoms import image_seeds
 
-    training = bundle.meta.get("training", {})
-    seeds = training.get("data_seeds", {})
     held = set(image_seeds(n, seed).tolist())
-    for split, count in (("train", training.get("n_train")), ("val", training.get("n_val"))):
-        if split in seeds and count:
-            overlap = held & set(image_seeds(int(count), int(seeds[split])).tolist())
-            if overlap:
-                raise HeldOutSeedError(
-                    f"--seed {seed}: {len(overlap)} of the {n} held-out phantoms are in the "
-                    f"bundle's {split} split (dataset seed {seeds[split]}); choose another --seed"
-                )
+    for split, split_seed, count in training_splits(bundle.meta.get("training", {})):
+        overlap = held & set(image_seeds(count, split_seed).tolist())
+        if overlap:
+            raise HeldOutSeedError(
+                f"--seed {seed}: {len(overlap)} of the {n} held-out phantoms are in the "
+                f"bundle's {split} split (dataset seed {split_seed}); choose another --seed"
+            )
 
 
 def _probs_and_recon(bundle: Bundle, images: torch.Tensor, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -226,6 +224,51 @@ def _shortcut_verdict(tube: dict[str, Any], no_tube: dict[str, Any]) -> str:
     return f"little evidence that the model relies on the tube ({ratio})."
 
 
+def _autoencoder_epochs(tr: dict[str, Any]) -> str:
+    """'8 epochs', or 'N epochs (stage k)' summed over an init_from chain."""
+    from cfviewer.models.train import training_chain
+
+    parts = [int((t.get("config") or {}).get("autoencoder_training", {}).get("epochs", 0) or 0)
+             for t in training_chain(tr)]
+    if len(parts) == 1:
+        return f"{parts[0]} epochs"
+    stages = [f"{e} in stage {i + 1}" for i, e in enumerate(parts) if e]
+    return f"{sum(parts)} epochs ({', '.join(stages) or 'none'})"
+
+
+def _stage_lines(tr: dict[str, Any]) -> list[str]:
+    """One line per earlier training stage of an ``init_from`` chain (oldest first)."""
+    from cfviewer.models.train import training_chain
+
+    stages = training_chain(tr)
+    if len(stages) < 2:
+        return []
+    # each later stage's init_from names the file of the stage before it
+    files = [(st.get("init_from") or {}).get("config_file", "?") for st in stages[1:]]
+    chain = stages[:-1]
+    out = [f"- Trained in {len(stages)} stages (`init_from`): each stage starts from the previous "
+           "stage's weights and trains on its own phantoms."]
+    for i, st in enumerate(chain):
+        c = st.get("config") or {}
+        ct, at = c.get("classifier_training") or {}, c.get("autoencoder_training") or {}
+        sec = st.get("seconds") or {}
+        out.append(
+            f"  - stage {i + 1} (`{files[i]}`): {st.get('n_train', '?')} training / "
+            f"{st.get('n_val', '?')} validation phantoms from `SeedSequence({c.get('seed', '?')})`; "
+            f"classifier {ct.get('epochs', '?')} epochs at lr {ct.get('lr', '?')} "
+            f"({number(sec.get('classifier'), 0)} s), autoencoder {at.get('epochs', '?')} epochs "
+            f"({number(sec.get('autoencoder'), 0)} s); validation mean AUC "
+            f"{number(float(np.nanmean(list((st.get('val_auc') or {'': float('nan')}).values()))))}.")
+    cfg = tr.get("config") or {}
+    ct, at = cfg.get("classifier_training") or {}, cfg.get("autoencoder_training") or {}
+    extra = (f"; {cfg['reconstruction_fraction']:.0%} of each classifier batch shown as D(E(x)), the "
+             "autoencoder's reconstruction" if cfg.get("reconstruction_fraction") else "")
+    out.append(f"  - stage {len(chain) + 1} (this bundle): classifier {ct.get('epochs', '?')} more epochs at lr "
+               f"{ct.get('lr', '?')}{extra}; autoencoder {at.get('epochs', '?')} more epochs"
+               + (" (kept as trained in the earlier stage)" if not at.get("epochs") else "") + ".")
+    return out
+
+
 def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | Path | None = None) -> str:
     tr = bundle.meta.get("training", {})
     cfg = tr.get("config", {})
@@ -254,7 +297,8 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
         f"`{cfg.get('phantoms', {})}` (empty = the generator's defaults: prevalence 0.3 each, "
         "chest tube in 80 % of Pneumothorax positives and 5 % of negatives).")
     add(f"- Held-out evaluation: {report['n']} new phantoms, dataset seed {report['seed']} "
-        "(checked disjoint from the training and validation phantoms).")
+        "(checked disjoint from the training and validation phantoms of every stage).")
+    L.extend(_stage_lines(tr))
     add(f"- Resolution: **{bundle.resolution} px**. {cfg.get('resolution_note', '')}")
     probe = tr.get("speed_probe")
     if probe:
@@ -304,12 +348,13 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
             f"{' x '.join(map(str, lat)) if isinstance(lat, tuple) else lat}, "
             f"{params.get('autoencoder', 'n/a'):,} parameters; elastic-net loss (L1 + "
             f"{cfg.get('ae_l2_weight', 1.0)} x L2 on images scaled to [-1, 1]) as in the Latent "
-            f"Shift paper, {cfg.get('autoencoder_training', {}).get('epochs', 'n/a')} epochs.")
+            f"Shift paper, {_autoencoder_epochs(tr)}.")
         if cfg.get("autoencoder_note"):
             add(f"  {cfg['autoencoder_note']}")
     add(f"- Wall time ({tr.get('device', '?')}, {tr.get('cpu_count', '?')} CPU cores shared with "
         f"other jobs): phantoms {number(secs.get('data'), 0)} s, classifier "
-        f"{number(secs.get('classifier'), 0)} s, autoencoder {number(secs.get('autoencoder'), 0)} s.")
+        f"{number(secs.get('classifier'), 0)} s, autoencoder {number(secs.get('autoencoder'), 0)} s"
+        + (" in the last stage (earlier stages above)." if tr.get("init_from") else "."))
     add(f"- Weights on disk: {_weights_size(Path(bundle_dir) if bundle_dir else None)}.")
     add(f"- Thresholds: {tr.get('thresholds_method', 'stored')} "
         "(Youden's J on the validation split; 0.5 = 'fixed').")
@@ -416,7 +461,8 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
             f"{cf['seed']}). The counterfactual (most shifted frame) against the lambda = 0 frame: "
             "drop = fall of the prediction; inside = share of the absolute change inside the "
             "finding's mask dilated by 4 % of the side; mean inside = mean change inside the mask in "
-            "grey levels of 255; visible = mean inside >= 8, inside >= 0.4 and drop >= 0.3 "
+            "grey levels of 255 (Cardiomegaly, a size: in the band along the heart's outline, 4 % of "
+            "the side wide); visible = mean inside >= 8, inside >= 0.4 and drop >= 0.3 "
             "(`cfviewer.metrics.counterfactual`). Targets (issue 10): visible in at least 60 %, "
             "inside at least 0.5.")
         add("")
