@@ -21,6 +21,17 @@ def rb():
     return random_bundle(resolution=RES, seed=1)
 
 
+@pytest.fixture(scope="module")
+def rb_sagen():
+    """The same kind of bundle with (untrained, random) SAGen generators attached, for the
+    explainers that need them (``sagen``, ``sagen-single``)."""
+    from cfviewer.models.sagen import random_sagen
+
+    b = random_bundle(resolution=RES, seed=1)
+    random_sagen(b, seed=0)
+    return b
+
+
 def smooth_image(seed: int, size: int = 80) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] / size
@@ -36,17 +47,18 @@ def test_registry_lists_the_required_names():
     required = {
         "gradient", "guided_backprop", "integrated_gradients", "gradcam", "latentshift",
         "latentshift-max", "latentshift-mean", "latentshift-minmax", "latentshift-int",
-        "adversarial_fi", "adversarial_diff", "adversarial_diff_x", "augmented",
+        "adversarial_fi", "adversarial_diff", "adversarial_diff_x", "augmented", "sagen", "sagen-single",
     }
     assert required <= names
 
 
-FAST = {"integrated_gradients": {"n_steps": 8}, "augmented": {"n": 2}}
+FAST = {"integrated_gradients": {"n_steps": 8}, "augmented": {"n": 2}, "sagen": {"n_augment": 2}}
 
 
 @pytest.mark.parametrize("name", list_explainers())
-def test_every_explainer_returns_a_finite_map_of_the_bundle_resolution(rb, name):
-    e = get_explainer(name, rb, **FAST.get(name, {})).explain(smooth_image(0), "Cardiomegaly")
+def test_every_explainer_returns_a_finite_map_of_the_bundle_resolution(rb, rb_sagen, name):
+    bundle = rb_sagen if name.startswith("sagen") else rb
+    e = get_explainer(name, bundle, **FAST.get(name, {})).explain(smooth_image(0), "Cardiomegaly")
     assert isinstance(e, Explanation)
     assert e.map.shape == (RES, RES) and e.map.dtype == np.float32
     assert np.isfinite(e.map).all() and e.map.min() >= 0.0

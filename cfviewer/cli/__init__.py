@@ -14,6 +14,7 @@ from cfviewer.errors import CfviewerError
 COMMAND_MODULES = (
     "phantoms",   # cfviewer phantoms: synthetic chest radiographs with masks
     "train",      # cfviewer train / model-card: demo classifier + autoencoder
+    "train_explainer",  # cfviewer train-explainer sagen: an explainer's own models (SAGen generators)
     "domain",     # cfviewer bundle-domain: store a bundle's training domain, check images against it
     "explain",    # cfviewer explain: one explanation of one image
     "bench",      # cfviewer bench: explainer benchmark on phantoms (+ speed tables)

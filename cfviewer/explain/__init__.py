@@ -5,8 +5,10 @@
 
 Methods: captum baselines (``gradient``, ``guided_backprop``, ``integrated_gradients``,
 ``gradcam``), Latent Shift (``latentshift`` + map aliases ``latentshift-max|mean|minmax|int``),
-adversarial-path attribution (``adversarial_fi``, ``adversarial_diff``, ``adversarial_diff_x``)
-and augmentation averaging (``get_explainer(name, bundle, augment=N)`` or ``"augmented"``).
+adversarial-path attribution (``adversarial_fi``, ``adversarial_diff``, ``adversarial_diff_x``;
+pair from SAGen or Latent Shift), SAGen similar/adversarial generators (``sagen`` with eq. 11's
+augmentation, ``sagen-single``; trained by ``cfviewer train-explainer sagen``) and augmentation
+averaging (``get_explainer(name, bundle, augment=N)`` or ``"augmented"``).
 Rendering (overlay, panel PNG, GIF, MP4) lives in :mod:`cfviewer.explain.render`; the
 torch-free overlay the reader's viewer draws with lives in :mod:`cfviewer.explain.draw`.
 

@@ -4,10 +4,28 @@ Adversarial Generation and Feature Importance Attributions", 2022; the text is i
 adversarial-difference maps.
 
 A generator pair gives a *stable* image x_s (classified like x) and an *adversarial* image
-x_a (classified otherwise). By default x_s = D(E(x)), the autoencoder reconstruction, and
-x_a = the Latent Shift counterfactual at its lower search bound -- the paper's "SyCE"
-setting, which uses the stable image (section 4.2, eq. 6); any pair can be passed in:
-``explain(image, target, x_s=..., x_a=...)``.
+x_a (classified otherwise). Which pair (parameter ``pair``, recorded with the pair actually
+used in ``params["pair"]``, the request in ``params["pair_requested"]``):
+
+* ``"sagen"``: x_s = g_s(x), x_a = g_a(x), the similar and adversarial generators of SAGen
+  (Charachon et al. 2020, :mod:`cfviewer.models.sagen`) -- the paper's own reference [4], a
+  "stable"-image generator pair (section 2: "the closest element to x ... classified by f like
+  x"); refused (:class:`~cfviewer.models.sagen.SAGenMissingError`) when the bundle has none;
+* ``"latentshift"``: x_s = D(E(x)), the autoencoder reconstruction, and x_a = the Latent Shift
+  counterfactual at its lower search bound (the Latent Shift search parameters below make it);
+* ``"auto"`` (default): SAGen's pair when the bundle has trained generators for its classifier,
+  else Latent Shift's (stale generators, trained for another classifier, are passed over with a
+  sentence in ``params["warnings"]``).
+
+Every registered name (``adversarial_fi`` = v2_smooth, ``adversarial_fi-v1``, ``-v2``,
+``-v2_smooth``, ``adversarial_diff``, ``adversarial_diff_x``) takes ``pair`` with the same
+``"auto"`` default: SAGen's (g_s(x), g_a(x)) on a bundle with generators, Latent Shift's pair
+otherwise. The stable-image variant (the paper's SyCE setting, section 4.2, eq. 6: v1, v2,
+v2_smooth and ``adversarial_diff``) starts the path at x_s; the input-image variant (CyCE:
+``adversarial_diff_x`` = |x - x_a|) compares x itself with x_a. Any pair can also be passed in:
+``explain(image, target, x_s=..., x_a=...)`` (``params["pair"] = "given"``). With a generated
+pair the explanation carries that pair's frames (Latent Shift's frames, or the straight path
+g_s(x) -> g_a(x)) for the reader's animation.
 
 What the paper defines (followed here)
 --------------------------------------
@@ -130,12 +148,19 @@ def gaussian_smooth(m: np.ndarray, kernel: int, sigma: float) -> np.ndarray:
     ).astype(np.float32)
 
 
+PAIRS = ("auto", "sagen", "latentshift")
+
+
 @dataclass(frozen=True)
 class AdversarialParams(LatentShiftSearchParams):
     """Parameters of ``adversarial_fi`` and its aliases. The Latent Shift search parameters
     (inherited, :class:`~cfviewer.explain.latentshift.LatentShiftSearchParams`) make the
-    default pair's x_a; they are unused when the pair is given to ``explain``."""
+    Latent Shift pair's x_a; they are unused with the SAGen pair or a pair given to
+    ``explain`` (``n_frames`` and ``max_batch`` also set the SAGen pair's frames)."""
 
+    pair: Literal["auto", "sagen", "latentshift"] = param(
+        "auto", "(x_s, x_a): 'sagen' = (g_s(x), g_a(x)) of the bundle's SAGen generators, 'latentshift' = "
+        "(D(E(x)), Latent Shift counterfactual), 'auto' = SAGen's when the bundle has generators, else Latent Shift's")
     variant: Literal["v1", "v2", "v2_smooth", "diff", "diff_x"] = param(
         "v2_smooth", "E_FI v1 / v2 (eq. 4, 5), v2 smoothed (eq. 5 with k_sigma), |x_s - x_a| (SyCE) "
         "or |x - x_a| (CyCE)")
@@ -156,7 +181,27 @@ class AdversarialExplainer(Explainer):
 
     def validate(self) -> None:
         self._latentshift: LatentShiftExplainer | None = None
-        if getattr(self.bundle, "autoencoder", None) is not None:
+        self._sagen: Any = None
+        self._pair_notes: list[str] = []
+        want = self.params["pair"]
+        if want in ("auto", "sagen"):
+            from cfviewer.explain.sagen import SAGenExplainer
+            from cfviewer.models.sagen import SAGenError, SAGenMissingError
+
+            try:
+                self._sagen = SAGenExplainer(
+                    self.bundle, method="sagen-single", n_augment=0, n_frames=self.params["n_frames"],
+                    max_batch=self.params["max_batch"])
+            except SAGenMissingError:
+                if want == "sagen":
+                    raise
+            except SAGenError as exc:
+                if want == "sagen":
+                    raise
+                self._pair_notes.append(f"pair 'auto' used Latent Shift's pair: the bundle's SAGen generators "
+                                        f"are unusable ({exc})")
+        self.pair_source = "sagen" if self._sagen is not None else "latentshift"
+        if self.pair_source == "latentshift" and getattr(self.bundle, "autoencoder", None) is not None:
             self._latentshift = LatentShiftExplainer(
                 self.bundle, method="latentshift", **self.config.subset(LatentShiftSearchParams)
             )
@@ -172,24 +217,28 @@ class AdversarialExplainer(Explainer):
         if (x_s is None) != (x_a is None):
             raise ExplainerParameterError(
                 f"{self.method}: give both x_s (stable image) and x_a (adversarial image), "
-                "or neither (then x_s = D(E(x)) and x_a = the Latent Shift counterfactual)"
+                "or neither (then the pair comes from SAGen or Latent Shift, parameter 'pair')"
             )
         pairs: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(x)
         if x_s is not None:
             xs_t = self._pair_tensor(x_s, len(x), "x_s")
             xa_t = self._pair_tensor(x_a, len(x), "x_a")
             pairs = [(xs_t[i : i + 1], xa_t[i : i + 1]) for i in range(len(x))]
-        shifts: list[Explanation | None] = [None] * len(x)
+        sources: list[Explanation | None] = [None] * len(x)
         if x_s is None:
-            if self._latentshift is None:
+            if self._sagen is not None:
+                sources = list(self._sagen._explain_tensors(x, targets, idx))  # batched
+            elif self._latentshift is None:
                 raise BundleError(
-                    f"{self.method}: the bundle has no autoencoder, so the default pair "
-                    "(x_s = D(E(x)), x_a = Latent Shift counterfactual) is unavailable; load a "
-                    "bundle with an autoencoder or pass x_s=... and x_a=... to explain()"
+                    f"{self.method}: the bundle has no autoencoder and no SAGen generators, so no "
+                    "pair (x_s, x_a) can be generated; load a bundle with an autoencoder, train "
+                    "SAGen generators (cfviewer train-explainer sagen --bundle DIR) or pass "
+                    "x_s=... and x_a=... to explain()"
                 )
-            shifts = list(self._latentshift._explain_tensors(x, targets, idx))  # batched
+            else:
+                sources = list(self._latentshift._explain_tensors(x, targets, idx))  # batched
         return [
-            self._explain_one(x[i : i + 1], targets[i], idx[i], pairs[i], shifts[i])
+            self._explain_one(x[i : i + 1], targets[i], idx[i], pairs[i], sources[i])
             for i in range(len(x))
         ]
 
@@ -209,7 +258,9 @@ class AdversarialExplainer(Explainer):
         pair: tuple[torch.Tensor, torch.Tensor] | None,
         ls: Explanation | None = None,
     ) -> Explanation:
-        """One image; ``ls`` = its Latent Shift explanation when the default pair is used."""
+        """One image; ``ls`` = the explanation that made its pair (Latent Shift's or SAGen's,
+        ``self.pair_source``) when the pair is not given: x_s is its lambda = 0 frame, x_a its
+        counterfactual."""
         p = self.params
         timer = Timer()
         if pair is None:
@@ -251,11 +302,17 @@ class AdversarialExplainer(Explainer):
             else:
                 pred_original, pred_s = ls.pred_original, float(ls.pred_reconstruction)
                 pred_a = float(ls.frame_preds[0])
-        params = {k: v for k, v in p.items() if ls is not None or k not in self._LS_KEYS}
+        source = None if ls is None else self.pair_source
+        used = {"latentshift": self._LS_KEYS, "sagen": ("n_frames", "max_batch")}.get(source or "", ())
+        params = {k: v for k, v in p.items() if k in used or k not in self._LS_KEYS}
+        params["pair_requested"] = p["pair"]
         if ls is not None:
-            params["search"] = ls.params.get("search", {})
+            if source == "latentshift":
+                params["search"] = ls.params.get("search", {})
+            else:
+                params["generator"] = ls.params.get("generator", {})
             params["decision"] = ls.params.get("decision")
-            params["warnings"] = list(ls.params.get("warnings") or [])
+            params["warnings"] = list(self._pair_notes) + list(ls.params.get("warnings") or [])
         else:
             thr = float((getattr(self.bundle, "thresholds", None) or {}).get(target, 0.5))
             params["decision"] = decision_record(pred_original, pred_s, thr)
@@ -263,7 +320,7 @@ class AdversarialExplainer(Explainer):
                 f"the stable image x_s (p = {pred_s:.3f}) is on the other side of the threshold {thr:.3f} "
                 f"from x (p = {pred_original:.3f}): it is not classified like x, as the method assumes "
                 "(Charachon et al., section 2)"]
-        params["pair"] = "latentshift" if ls is not None else "given"
+        params["pair"] = source if source is not None else "given"
         params["pred_x_s"], params["pred_x_a"] = pred_s, pred_a
         if variant == "v2_smooth":
             k, s = smoothing_geometry(heat.shape[-1], p["smooth_kernel"], p["smooth_sigma"])
@@ -272,7 +329,7 @@ class AdversarialExplainer(Explainer):
         if ls is not None:
             for key, val in ls.timings.items():
                 if key != "total":
-                    timings[f"latentshift_{key}"] = val
+                    timings[f"{source}_{key}"] = val
             timings["total"] += ls.timings["total"]
         return Explanation(
             method=self.method,
@@ -297,4 +354,5 @@ for _v in ("v1", "v2", "v2_smooth"):
 register("adversarial_diff", AdversarialExplainer, variant="diff")
 register("adversarial_diff_x", AdversarialExplainer, variant="diff_x")
 
-__all__ = ["AdversarialExplainer", "AdversarialParams", "gaussian_smooth", "path_gradients", "smoothing_geometry"]
+__all__ = ["PAIRS", "AdversarialExplainer", "AdversarialParams", "gaussian_smooth", "path_gradients",
+           "smoothing_geometry"]

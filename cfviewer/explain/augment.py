@@ -12,8 +12,10 @@ Transforms (seeded, ``numpy.random.SeedSequence(seed)``): rotation uniform in
 +-``max_rotation`` (5 degrees), shift uniform in +-``max_shift`` (10 px at 224 px, scaled with
 the resolution) on each axis, zoom uniform in [``zoom_min``, ``zoom_max``] = [0.9, 1.0]
 (zoom z < 1 shows a z-sized central field enlarged, as Keras' ``zoom_range``); horizontal
-flips off by default (``flip=True`` enables them with probability 0.5: chest laterality
-matters). The affines and the warp are the training augmentation's
+and vertical flips off by default (``flip=True`` / ``vflip=True`` enable each with probability
+0.5, as Table II's "random horizontal / vertical flip": chest laterality matters, so a study
+decides). A vertical flip mirrors the output's y axis before the rotation and zoom (the
+affine's second column negated); its inverse is the inverted matrix like every other. The affines and the warp are the training augmentation's
 (:func:`cfviewer.models.data.affine_matrices`, :func:`~cfviewer.models.data.warp`:
 ``affine_grid`` / ``grid_sample``, bilinear), with this module's own seeded draws; the inverse
 uses the inverted affine matrix. The transformed image is border-padded.
@@ -52,19 +54,26 @@ def random_affines(
     zoom_min: float = 0.9,
     zoom_max: float = 1.0,
     flip: bool = False,
+    vflip: bool = False,
 ) -> torch.Tensor:
     """n x 2 x 3 affine matrices (``affine_grid`` convention: output coords -> input coords,
-    normalised to [-1, 1]); ``max_shift`` is in pixels at 224 px."""
+    normalised to [-1, 1]); ``max_shift`` is in pixels at 224 px. The vertical-flip draw is
+    made only when ``vflip`` is on, so the transforms of a seed without it are unchanged."""
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     draws = np.zeros((5, n), dtype=np.float64)  # angle, zoom, tx, ty, flip
+    vflips = np.zeros(n, dtype=bool)
     shift_px = max_shift * resolution / REFERENCE_RESOLUTION
     for i in range(n):
         angle = math.radians(rng.uniform(-max_rotation, max_rotation))
         zoom = rng.uniform(zoom_min, zoom_max)
         tx, ty = rng.uniform(-shift_px, shift_px, size=2) * 2.0 / resolution
         draws[:, i] = angle, zoom, tx, ty, bool(flip and rng.uniform() < 0.5)
+        vflips[i] = bool(vflip and rng.uniform() < 0.5)
     angle, zoom, tx, ty, flips = torch.from_numpy(draws)
-    return affine_matrices(angle, 1.0 / zoom, tx, ty, flips > 0).float()
+    thetas = affine_matrices(angle, 1.0 / zoom, tx, ty, flips > 0).float()
+    if vflips.any():
+        thetas[torch.from_numpy(vflips), :, 1] *= -1.0
+    return thetas
 
 
 def invert_affines(thetas: torch.Tensor) -> torch.Tensor:
@@ -85,22 +94,36 @@ def realign(maps: torch.Tensor, thetas: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 @dataclass(frozen=True)
-class AugmentedParams(ExplainerParams):
-    """Parameters of ``augmented`` (``get_explainer(name, bundle, augment=N)`` builds it)."""
+class AffineParams(ExplainerParams):
+    """The random geometric transforms of eq. 11 (Charachon et al. 2020, Table II ranges),
+    shared by every explainer that averages over them (:func:`draw_affines`)."""
 
-    base: str = param("gradient", "the registered explainer whose maps are averaged")
-    n: int = param(8, "N, the random transforms (plus the identity)", minimum=0)
     seed: int = param(0, "seed of the transforms (numpy SeedSequence)")
     max_rotation: float = param(5.0, "rotation uniform in +- this many degrees", minimum=0.0)
     max_shift: float = param(10.0, "shift uniform in +- this many pixels at 224 px (scaled with R)", minimum=0.0)
     zoom_min: float = param(0.9, "zoom uniform in [zoom_min, zoom_max]", above=0.0)
     zoom_max: float = param(1.0, "zoom uniform in [zoom_min, zoom_max]", above=0.0)
     flip: bool = param(False, "horizontal flips with probability 0.5 (chest laterality matters)")
-    base_params: dict | None = param(None, "the base explainer's parameters")
+    vflip: bool = param(False, "vertical flips with probability 0.5 (Table II)")
 
     def check(self, explainer: str) -> None:
         if self.zoom_min > self.zoom_max:
             raise self.bad(explainer, "zoom_min", "must satisfy 0 < zoom_min <= zoom_max")
+
+
+def draw_affines(params: Any, n: int, resolution: int) -> torch.Tensor:
+    """:func:`random_affines` with an explainer's resolved :class:`AffineParams`."""
+    return random_affines(n, params["seed"], resolution, params["max_rotation"], params["max_shift"],
+                          params["zoom_min"], params["zoom_max"], params["flip"], params["vflip"])
+
+
+@dataclass(frozen=True)
+class AugmentedParams(AffineParams):
+    """Parameters of ``augmented`` (``get_explainer(name, bundle, augment=N)`` builds it)."""
+
+    base: str = param("gradient", "the registered explainer whose maps are averaged")
+    n: int = param(8, "N, the random transforms (plus the identity)", minimum=0)
+    base_params: dict | None = param(None, "the base explainer's parameters")
 
 
 class AugmentedExplainer(Explainer):
@@ -124,11 +147,7 @@ class AugmentedExplainer(Explainer):
         self.params["base_params"] = dict(self.base.params)
 
     def transforms(self) -> torch.Tensor:
-        p = self.params
-        return random_affines(
-            p["n"], p["seed"], self.bundle.resolution, p["max_rotation"], p["max_shift"],
-            p["zoom_min"], p["zoom_max"], p["flip"],
-        )
+        return draw_affines(self.params, self.params["n"], self.bundle.resolution)
 
     def _explain_tensors(
         self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any

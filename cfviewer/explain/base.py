@@ -304,6 +304,6 @@ def _ensure_loaded() -> None:
     global _LOADED
     if _LOADED:
         return
-    from cfviewer.explain import adversarial, augment, baselines, latentshift  # noqa: F401
+    from cfviewer.explain import adversarial, augment, baselines, latentshift, sagen  # noqa: F401
 
     _LOADED = True
