@@ -82,10 +82,25 @@ def test_reference_is_deterministic_and_stores_its_quantiles(ref_domain):
     assert again["threshold"] == ref_domain["threshold"]
     assert ref_domain["description"] == dm.PHANTOMS and "64 px" in ref_domain["details"]
     assert ref_domain["features"] == list(dm.FEATURES) and ref_domain["score"] == dm.SCORE
-    assert ref_domain["n_fit"] == 2 * 60 and ref_domain["n_calibration"] == 2 * 40  # + augmented copies
+    assert ref_domain["n_fit"] == ref_domain["n_calibration"] == 2 * 100  # + augmented copies, cross-fitted
+    assert ref_domain["calibration"].startswith(f"{dm.FOLDS}-fold cross-fitted")
     q = ref_domain["calibration_quantiles"]
     assert q["50"] <= q["99"] <= q["99.5"] == ref_domain["threshold"] <= q["100"]
     json.dumps(ref_domain)  # it lives in bundle.json
+
+
+def test_cross_fitting_keeps_an_image_and_its_augmented_copy_in_one_fold():
+    groups = np.concatenate([np.arange(50), np.arange(50)])  # 50 images, then their copies
+    fold = dm.fold_of(groups)
+    assert (fold[:50] == fold[50:]).all() and sorted(np.bincount(fold)) == [20] * dm.FOLDS
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(200, len(dm.FEATURES))) * 50
+    ref = dm.fit_reference(feats, quantile=99.5)
+    # out-of-fold distances are those of unseen images: larger than the in-fit ones
+    assert ref["calibration_quantiles"]["50"] > ref["fit_quantiles"]["50"]
+    assert ref["threshold"] == ref["calibration_quantiles"]["99.5"]
+    with pytest.raises(dm.DomainError, match="distinct images"):
+        dm.fit_reference(feats[:6])
 
 
 def test_messages_name_the_share_and_the_domain():
@@ -158,7 +173,7 @@ def test_cli_bundle_domain_adds_the_domain_without_touching_weights(tmp_path, ca
     assert "held-out phantoms (seed 2026)" in out
     assert {p.name: _sha(p) for p in d.glob("*.pt")} == weights
     stored = dm.get_domain(Bundle.load(d, device="cpu"))
-    assert stored["reference"]["dataset_seed"] == 4242 and stored["n_fit"] + stored["n_calibration"] == 2 * 48
+    assert stored["reference"]["dataset_seed"] == 4242 and stored["n_fit"] == stored["n_calibration"] == 2 * 48
     # --check-only uses what is stored; a bundle without training metadata needs --images
     assert cli_main(["bundle-domain", "--bundle", str(d), "--check-only", "--check", str(cases)]) == 0
     plain = tmp_path / "plain"

@@ -72,11 +72,13 @@ def run_bundle_domain(args: argparse.Namespace) -> int:
         path = dm.write_domain(args.bundle, d)
         doc = dm.read_bundle_json(args.bundle)
         print(f"stored the training domain in {path}: {d['description']} ({d.get('details', d['source'])})")
-        print(f"  reference: {d['n_fit']} + {d['n_calibration']} images (fit + calibration), "
+        print(f"  reference: {d['n_fit']} images, "
               f"{len(d['features'])} image statistics, Mahalanobis distance"
               + (", each image also once with the training augmentation" if d.get("augmented") else ""))
-        print(f"  threshold {d['threshold']:.2f} = {d['threshold_quantile']:g}th percentile of the calibration "
-              f"distances (median {d['calibration_quantiles']['50']:.2f}, max {d['calibration_quantiles']['100']:.2f})")
+        q = d["calibration_quantiles"]
+        print(f"  threshold {d['threshold']:.2f} = {d['threshold_quantile']:g}th percentile of their out-of-fold "
+              f"distances ({d.get('calibration', 'a held-out calibration split')}; "
+              f"median {q['50']:.2f}, max {q['100']:.2f})")
     for folder in args.check:
         files = dm.image_files(folder)
         chk = dm.check_files(args.bundle, files, what=f"images in {folder}", keys=[str(f) for f in files])
@@ -85,11 +87,13 @@ def run_bundle_domain(args: argparse.Namespace) -> int:
     if args.check_phantoms:
         from cfviewer.phantoms import PhantomConfig, iter_phantoms
 
-        opts = ((doc.get("meta") or {}).get("training") or {}).get("config", {}).get("phantoms") or {}
         from cfviewer.models.data import phantom_config
 
-        cfg = phantom_config(resolution, opts) if opts else PhantomConfig(size=resolution)
-        imgs = (ph.image for ph in iter_phantoms(args.check_phantoms, args.check_seed, resolution, cfg))
+        train_cfg = ((doc.get("meta") or {}).get("training") or {}).get("config", {})
+        opts = train_cfg.get("phantoms") or {}
+        size = resolution * int(train_cfg.get("render_scale", 1))  # drawn as in training, then resized
+        cfg = phantom_config(size, opts) if opts else PhantomConfig(size=size)
+        imgs = (ph.image for ph in iter_phantoms(args.check_phantoms, args.check_seed, size, cfg))
         chk = dm.check_images(doc, imgs, what=f"held-out phantoms (seed {args.check_seed})",
                               keys=list(range(args.check_phantoms)))
         print(chk.line())
