@@ -36,7 +36,8 @@ def _digest(ph) -> str:
     return h.hexdigest()[:24]
 
 
-# Computed with the generator as it was before any opt-in feature existed (numpy 2.4, x86-64).
+# Computed with the generator as it was before any opt-in feature existed (numpy 2.4, x86-64-v3
+# (AVX2) kernels: see _reference_kernels_env).
 DEFAULT_DIGESTS = {
     (64, 0): "8d8e9cc4cf77431baa53efc5",
     (64, 1): "2d06e07b3bd0c3411926b291",
@@ -52,22 +53,75 @@ CUSTOM_96_SEED3 = "2aebba2db0984458e6702523"
 BATCH_6_SEED11_64 = "61cc41050c8404082943bd74"
 
 
+def _reference_kernels_env() -> dict[str, str]:
+    """The environment that makes numpy use the SIMD kernels the digests were recorded with.
+
+    numpy dispatches exp / sin / ... to the widest kernels the CPU has, and the AVX-512 ones
+    differ from the AVX2 ones in the last bits: the same generator gives other bytes on an
+    AVX-512 machine. The digests were recorded with the x86-64-v3 (AVX2) kernels, so the check
+    runs in a child process with the wider dispatch targets switched off
+    (NPY_DISABLE_CPU_FEATURES); it is skipped where those kernels do not exist."""
+    import os
+    import platform
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or not __cpu_features__.get("X86_V3"):
+        pytest.skip("the digests were recorded with numpy's x86-64-v3 (AVX2) kernels, which this CPU lacks")
+    wider = [t for t in __cpu_dispatch__ if t not in ("X86_V2", "X86_V3") and __cpu_features__.get(t)]
+    env = dict(os.environ)
+    env.pop("NPY_DISABLE_CPU_FEATURES", None)
+    if wider:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(wider)
+    return env
+
+
+_DIGEST_SCRIPT = """
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+from test_phantoms_clinical import ALL_ON, NO_EXTRAS, _digest
+from cfviewer.phantoms import PhantomConfig, generate, generate_batch
+out = {f"default-{s}-{z}": _digest(generate(z, s)) for s, z in json.loads(sys.argv[2])}
+out["all_on"] = _digest(generate(5, 128, labels=ALL_ON))
+cfg = PhantomConfig(tube_given_no_pneumothorax=1.0, severity_range=(0.2, 0.7), noise=False)
+out["custom"] = _digest(generate(3, 96, cfg))
+off = PhantomConfig(tube_given_no_pneumothorax=1.0, severity_range=(0.2, 0.7), noise=False,
+                    anatomy_detail=False, subtle_findings=False, **NO_EXTRAS)
+out["custom_off"] = _digest(generate(3, 96, off))
+b = generate_batch(6, 11, 64)
+out["batch"] = hashlib.sha256(b.images.tobytes() + b.labels.tobytes()).hexdigest()[:24]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded_kernel_digests() -> dict[str, str]:
+    """Digests of the default and plain configs, computed with the recorded SIMD kernels."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = _reference_kernels_env()
+    run = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT, str(Path(__file__).parent),
+                          json.dumps(sorted(DEFAULT_DIGESTS))], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("size, seed", sorted(DEFAULT_DIGESTS))
-def test_default_output_is_bit_identical_to_before(size, seed):
-    assert _digest(generate(seed, size)) == DEFAULT_DIGESTS[(size, seed)]
+def test_default_output_is_bit_identical_to_before(recorded_kernel_digests, size, seed):
+    assert recorded_kernel_digests[f"default-{size}-{seed}"] == DEFAULT_DIGESTS[(size, seed)]
 
 
-def test_other_plain_configs_are_bit_identical_to_before():
-    assert _digest(generate(5, 128, labels=ALL_ON)) == ALL_ON_128_SEED5
-    cfg = PhantomConfig(tube_given_no_pneumothorax=1.0, severity_range=(0.2, 0.7), noise=False)
-    assert _digest(generate(3, 96, cfg)) == CUSTOM_96_SEED3
+def test_other_plain_configs_are_bit_identical_to_before(recorded_kernel_digests):
+    d = recorded_kernel_digests
+    assert d["all_on"] == ALL_ON_128_SEED5
+    assert d["custom"] == CUSTOM_96_SEED3
     # setting the new fields to their "off" values explicitly changes nothing either
-    off = PhantomConfig(tube_given_no_pneumothorax=1.0, severity_range=(0.2, 0.7), noise=False,
-                        anatomy_detail=False, subtle_findings=False, **NO_EXTRAS)
-    assert _digest(generate(3, 96, off)) == CUSTOM_96_SEED3
-    b = generate_batch(6, 11, 64)
-    assert hashlib.sha256(b.images.tobytes() + b.labels.tobytes()).hexdigest()[:24] == BATCH_6_SEED11_64
-    assert set(b.masks) == {*PATHOLOGIES, "chest_tube", "marker"}
+    assert d["custom_off"] == CUSTOM_96_SEED3
+    assert d["batch"] == BATCH_6_SEED11_64
+    assert set(generate_batch(2, 11, 64).masks) == {*PATHOLOGIES, "chest_tube", "marker"}
 
 
 @pytest.mark.parametrize("field, value, message", [
