@@ -446,3 +446,33 @@ def test_cli_end_to_end_on_a_tiny_bundle(tmp_path, capsys):
     assert "not implemented: use a Single AE preset" in err
     assert main(["train-explainer", "sagen", "--bundle", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_continue_starts_from_the_bundles_generators_and_records_them(tmp_path, capsys):
+    from cfviewer.cli import main
+    from cfviewer.files import sha256_file
+
+    d = random_bundle(resolution=RES, seed=2).save(tmp_path / "b")
+    base = ["train-explainer", "sagen", "--bundle", str(d), "--n-train", "8", "--n-val", "4", "--batch-size", "4",
+            "--widths", "8,16", "--work-dir", str(tmp_path / "w"), "--device", "cpu", "--no-progress"]
+    assert main(["train-explainer", "sagen", "--bundle", str(d), "--continue", "--device", "cpu"]) == 2
+    assert "--continue needs trained generators" in capsys.readouterr().err
+    assert main(base + ["--epochs", "1"]) == 0
+    first = {k: v.clone() for k, v in torch.load(d / SAGEN_PT, weights_only=True).items()}
+    first_sha = sha256_file(d / SAGEN_PT)
+    # zero more epochs: the continued run saves exactly the generators it started from
+    assert main(base + ["--epochs", "0", "--continue", "--lr", "1e-3"]) == 0
+    same = torch.load(d / SAGEN_PT, weights_only=True)
+    assert all(torch.equal(first[k], same[k]) for k in first)
+    prev = json.loads((d / SAGEN_JSON).read_text())["training"]["continued_from"]
+    assert prev["sagen_pt_sha256"] == first_sha and prev["steps"] == 2 and prev["config"]["epochs"] == 1
+    # one more epoch from there: other weights, and the chain of runs is kept
+    assert main(base + ["--epochs", "1", "--continue", "--lr", "1e-3"]) == 0
+    doc = json.loads((d / SAGEN_JSON).read_text())
+    assert doc["training"]["steps"] == 2 and doc["training"]["continued_from"]["continued_from"]["steps"] == 2
+    after = torch.load(d / SAGEN_PT, weights_only=True)
+    assert any(not torch.equal(first[k], after[k]) for k in first)
+    fresh = json.loads((d / SAGEN_JSON).read_text())
+    assert main(base + ["--epochs", "1", "--widths", "8,16,32", "--continue"]) == 2
+    assert "another architecture" in capsys.readouterr().err
+    assert json.loads((d / SAGEN_JSON).read_text()) == fresh  # a refused run changes nothing

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                         "(continue with --resume)")
     s.add_argument("--seed", type=int, default=None, help="seed of shuffling, augmentation and validation (default 0)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    s.add_argument("--continue", dest="continue_", action="store_true",
+                   help="start from the generators the bundle has (more epochs on a finished run, e.g. "
+                        "with another --lr or --beta; the checkpoint of that run is not needed)")
     s.add_argument("--work-dir", type=Path, default=None,
                    help="checkpoints + phantom cache (default ~/.cache/cfviewer/sagen/<hash of --bundle>)")
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
@@ -80,6 +83,10 @@ def run_sagen(args: argparse.Namespace) -> int:
 
     config = sagen_config_from_args(args)  # a bad preset fails before the bundle is loaded
     bundle = Bundle.load(args.bundle, device=args.device)
+    if getattr(args, "continue_", False):
+        from cfviewer.models.sagen import continue_sha256
+
+        config.continue_from = continue_sha256(bundle)
     preset = get_preset(config.preset)
     beta = "" if config.beta is None else f", beta override {config.beta:g}"
     print(f"SAGen {preset.name}{beta} for {args.bundle} ({len(bundle.pathologies)} pathologies, "

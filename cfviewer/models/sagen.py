@@ -635,9 +635,11 @@ class SAGenConfig:
     checkpoint_every: int = 100
     max_minutes: float | None = None
     data_jobs: int = 1
+    continue_from: str | None = None  # sha256 of the bundle's sagen.pt this run starts from (None: fresh init)
 
-    RESUMABLE_KEYS = ("epochs", "max_minutes", "checkpoint_every", "n_val", "data_jobs")
-    """Keys a resumed run may change (everything else must match the checkpoint)."""
+    RESUMABLE_KEYS = ("epochs", "max_minutes", "checkpoint_every", "n_val", "data_jobs", "continue_from")
+    """Keys a resumed run may change (everything else must match the checkpoint; a resumed run
+    starts from the checkpoint's weights, so where its first session started does not matter)."""
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> "SAGenConfig":
@@ -814,6 +816,7 @@ def train_sagen(
     thresholds = torch.as_tensor(bundle.threshold_array(), dtype=torch.float32)
     torch.manual_seed(int(np.random.SeedSequence([int(config.seed), SAGEN_TAG, 2]).generate_state(1)[0]))  # init
     gen = SAGen(bundle.pathologies, widths=config.widths, head_layers=preset.head_layers).to(dev)
+    previous = _continued_from(bundle, gen, config) if config.continue_from and saved is None else None
     opt = torch.optim.Adam(gen.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor,
                                                        patience=config.lr_patience)
@@ -830,12 +833,13 @@ def train_sagen(
         history = list(saved["history"])
         running = {k: list(v) for k, v in dict(saved.get("running") or {}).items()}
         seconds_before = float(saved["seconds"])
+        previous = saved.get("previous")
     loop_t0 = time.perf_counter()
 
     def state() -> dict[str, Any]:
         return {"fingerprint": fp, "model": gen.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
-                "history": history, "running": running,
+                "history": history, "running": running, "previous": previous,
                 "seconds": seconds_before + time.perf_counter() - loop_t0}
 
     stopped: str | None = None
@@ -944,6 +948,7 @@ def train_sagen(
             "epochs_done": epoch,
             "stopped": stopped,
             "history": history,
+            "continued_from": previous,
             "seconds": {"data": data_seconds, "training": train_seconds, "evaluation": eval_seconds,
                         "this_session": time.perf_counter() - session_t0},
             "device": str(dev),
@@ -959,6 +964,37 @@ def train_sagen(
     if path is not None:
         log(f"saved SAGen generators to {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return SAGenResult(generator=gen, doc=doc, path=path)
+
+
+def continue_sha256(bundle: Any) -> str:
+    """The sha256 of the bundle's sagen.pt, for ``SAGenConfig.continue_from`` (a run that
+    continues training the generators the bundle has)."""
+    from cfviewer.files import sha256_file
+
+    d = _bundle_dir(bundle)
+    pt = d / SAGEN_PT if d is not None else None
+    if pt is None or not pt.is_file():
+        raise SAGenMissingError(f"--continue needs trained generators in the bundle ({SAGEN_PT} is missing); "
+                                f"train them first with `{_fix(bundle)}`")
+    return sha256_file(pt)
+
+
+def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, Any]:
+    """Load the bundle's current generators into ``gen`` (a run that continues them); their
+    sagen.json training summary, for the new one."""
+    got = continue_sha256(bundle)
+    if got != config.continue_from:
+        raise SAGenError(f"the bundle's {SAGEN_PT} (sha256 {got[:12]}) is not the one this run continues "
+                         f"({str(config.continue_from)[:12]}); start again with --continue")
+    old = load_sagen(bundle)
+    if old.config() != gen.config():
+        raise SAGenError(f"the bundle's generators have another architecture ({old.config()}) than this run "
+                         f"({gen.config()}); pass the same --widths / --preset")
+    gen.load_state_dict(old.state_dict())
+    tr = dict((sagen_doc(bundle).get("training") or {}))
+    return {"sagen_pt_sha256": got, "config": tr.get("config"), "steps": tr.get("steps"),
+            "history": tr.get("history"), "continued_from": tr.get("continued_from"),
+            "validation": sagen_doc(bundle).get("validation")}
 
 
 def _accumulate(running: dict[str, list[float]], loss: float, terms: Mapping[str, torch.Tensor]) -> None:
