@@ -70,3 +70,31 @@ def test_demo_build_reuse_simulate_force(demo_root, capsys):
         assert s.scalar(select(func.count(CohortItem.id))) == n_cohort
     db.dispose()
     assert not (demo_root.parent / "should").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_pool_gives_the_demo_bundle_half_false_positives_in_every_pathology():
+    """The demo study asks "does the explanation help catch a wrong prediction?": its cohort
+    (per_pathology cases, fp_fraction 0.5) needs that many false positives of the shipped
+    bundle in the pool, for every pathology."""
+    import inspect
+
+    import numpy as np
+
+    from cfviewer.models import Bundle
+    from cfviewer.models.data import phantom_config
+    from cfviewer.phantoms import iter_phantoms
+    from cfviewer.study.demo import DEMO_IMAGE_SIZE, DEMO_POOL, DEMO_SEED
+    from pathlib import Path
+
+    per_pathology = inspect.signature(build_demo).parameters["per_pathology"].default
+    b = Bundle.load(Path(__file__).resolve().parents[1] / "study_data" / "demo" / "bundle", device="cpu")
+    options = b.meta["training"]["config"]["phantoms"]
+    phs = list(iter_phantoms(DEMO_POOL, DEMO_SEED, DEMO_IMAGE_SIZE, phantom_config(DEMO_IMAGE_SIZE, options)))
+    probs = np.asarray(b.predict([p.image for p in phs]))
+    labels = np.array([[p.labels[k] for k in b.pathologies] for p in phs])
+    called = probs >= b.threshold_array()[None]
+    fp = dict(zip(b.pathologies, (called & (labels == 0)).sum(0).tolist()))
+    tp = dict(zip(b.pathologies, (called & (labels == 1)).sum(0).tolist()))
+    assert min(fp.values()) >= per_pathology // 2, fp
+    assert min(tp.values()) >= per_pathology - per_pathology // 2, tp
