@@ -82,7 +82,12 @@ Every step is deterministic given (seed, epoch, step) (shuffling, augmentation, 
 so a resumed run ends with the same weights as an uninterrupted one. Checkpoints go to the
 work directory every ``checkpoint_every`` steps, at epoch ends, on Ctrl-C and when the
 ``max_minutes`` budget is spent (the run then stops at that step boundary and still saves its
-generators, marked ``"stopped": "max_minutes"``; ``--resume`` continues it).
+generators, marked ``"stopped": "max_minutes"``; ``--resume`` continues it). A finished run
+can be trained further with other settings (``--continue``, ``SAGenConfig.continue_from`` = the
+sha256 of the bundle's sagen.pt): the new run starts from those weights with a fresh optimiser,
+and sagen.json keeps the earlier runs' configs, histories and held-out quality
+(``training.continued_from``, a chain). The demo bundle's generators were trained this way: 3
+epochs at beta 0.1, 5 at beta 0.3, 5 at beta 1.0 (sagen.json).
 
 Files, beside the bundle: ``DIR/sagen.pt`` (state dict) + ``DIR/sagen.json`` (config, preset,
 history, seconds, held-out quality from :func:`evaluate_sagen`, and the identity of the
@@ -894,10 +899,13 @@ def train_sagen(
             sched.step(record.get("loss", float("nan")))
             history.append(record)
             running = {}
+            line = (f"SAGen epoch {epoch + 1}/{config.epochs}: loss={record.get('loss', float('nan')):.5f} "
+                    f"adversarial success={record.get('adv_success', float('nan')):.2f} "
+                    f"similar keeps={record.get('sim_keeps', float('nan')):.2f} ({record['seconds']:.0f} s)")
             if bar is not None:
-                bar.write(f"SAGen epoch {epoch + 1}/{config.epochs}: loss={record.get('loss', float('nan')):.5f} "
-                          f"adversarial success={record.get('adv_success', float('nan')):.2f} "
-                          f"similar keeps={record.get('sim_keeps', float('nan')):.2f}")
+                bar.write(line)
+            else:  # a log without progress bars still shows each epoch
+                log(line)
             epoch += 1
             step_in_epoch = 0
             _save_checkpoint(ckpt_path, state())
