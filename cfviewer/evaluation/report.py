@@ -335,9 +335,10 @@ def render_markdown(result: Any) -> str:
     shared = [m for m in ran if m.speed is not None and m.speed.shared_check is not None]
     if shared:
         out.append(
-            "Methods built on Latent Shift frames (the `latentshift-*` maps and the `adversarial_*` maps, "
-            "whose default pair is x_s = the lambda = 0 frame, x_a = the counterfactual) share one Latent Shift "
-            "search per case in the benchmark: "
+            "Methods built on Latent Shift frames ("
+            + ", ".join(f"`{m.name}`" for m in shared)
+            + "; the `adversarial_*` maps are among them when their pair is Latent Shift's, i.e. the bundle "
+            "has no SAGen generators) share one Latent Shift search per case in the benchmark: "
             + (f"{result.shared_latentshift_ms:.0f} CPU ms per case batched, " if result.shared_latentshift_ms else "")
             + "not included in their 'batched (own part)'; the single-image columns are the full cost of the "
             "method's own "
