@@ -476,3 +476,27 @@ def test_continue_starts_from_the_bundles_generators_and_records_them(tmp_path, 
     assert main(base + ["--epochs", "1", "--widths", "8,16,32", "--continue"]) == 2
     assert "another architecture" in capsys.readouterr().err
     assert json.loads((d / SAGEN_JSON).read_text()) == fresh  # a refused run changes nothing
+
+
+def test_alpha_l1_overrides_the_sparsity_weight_and_is_recorded(data, tmp_path):
+    from cfviewer.models.sagen import effective_preset
+
+    base = SAGenConfig(**TINY)
+    assert effective_preset(base) == get_preset(base.preset)
+    sparse = SAGenConfig(**{**TINY, "alpha_l1": 5.0})
+    assert effective_preset(sparse).alpha == (*get_preset(base.preset).alpha[:3], 5.0)
+    assert sparse.fingerprint("clf") != base.fingerprint("clf")  # a checkpoint of one is not the other's
+    with pytest.raises(SAGenError, match="alpha_l1"):
+        SAGenConfig(**{**TINY, "alpha_l1": -1.0}).validate()
+    b = random_bundle(resolution=RES, seed=2)
+    res = train_sagen(b, SAGenConfig(**{**TINY, "n_train": 8, "epochs": 1, "alpha_l1": 5.0}), data=data,
+                      work_dir=tmp_path, save=False, progress=False, log=lambda s: None)
+    pr = res.doc["preset"]
+    assert pr["alpha"][3] == 5.0 and pr["alpha_l1_override"] == 5.0
+    # the L1 term of L_d carries the new weight
+    x = data.images[:4].float()[:, None]
+    k = torch.zeros(4, dtype=torch.long)
+    t = torch.as_tensor(b.threshold_array(), dtype=torch.float32)
+    _, t5 = sagen_loss(res.generator, b.classifier, x, k, t, effective_preset(sparse))
+    _, t0 = sagen_loss(res.generator, b.classifier, x, k, t, effective_preset(SAGenConfig(**{**TINY, "alpha_l1": 0.0})))
+    assert (t5["L_d"] > t0["L_d"]).all()

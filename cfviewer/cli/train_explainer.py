@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     s.add_argument("--beta", type=float, default=None,
                    help="override b1 = b2 of the preset (the paper's 0.001) when the adversarial head does not "
                         "reach its target in the budget; recorded in sagen.json")
+    s.add_argument("--alpha-l1", type=float, default=None,
+                   help="override a4, the L1 weight on g_s(x) - g_a(x) in L_d (the preset's 0.2): larger = a "
+                        "sparser, more local difference map; recorded in sagen.json")
     s.add_argument("--widths", type=str, default=None, help="shared U-Net channels per level, e.g. 16,32,64 (default)")
     s.add_argument("--max-minutes", type=float, default=None,
                    help="stop at the step where this many minutes are spent and save the generators "
@@ -64,7 +67,8 @@ def sagen_config_from_args(args: argparse.Namespace):
     from cfviewer.models.sagen import SAGenConfig, SAGenError
 
     cfg = SAGenConfig()
-    for key in ("preset", "epochs", "n_train", "n_val", "batch_size", "lr", "beta", "max_minutes", "seed"):
+    for key in ("preset", "epochs", "n_train", "n_val", "batch_size", "lr", "beta", "alpha_l1", "max_minutes",
+                "seed"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, key, value)

@@ -634,6 +634,7 @@ class SAGenConfig:
     lr_factor: float = 1.0 / 3.0   # section IV-C: "reduce the learning rate by 3 ..."
     lr_patience: int = 3           # "... each time the loss does not decrease after 3 epochs"
     beta: float | None = None      # override b1 = b2 of the preset (None: the paper's 0.001)
+    alpha_l1: float | None = None  # override a4, the L1 weight on g_s - g_a in L_d (None: the preset's 0.2)
     positive_share: float = 0.5
     augment: bool = True
     seed: int = 0
@@ -667,6 +668,8 @@ class SAGenConfig:
             raise SAGenError("SAGen config: lr > 0, 0 < lr_factor < 1 and lr_patience >= 0 are required")
         if self.beta is not None and not self.beta >= 0:
             raise SAGenError(f"SAGen config: beta {self.beta} must be >= 0")
+        if self.alpha_l1 is not None and not self.alpha_l1 >= 0:
+            raise SAGenError(f"SAGen config: alpha_l1 {self.alpha_l1} must be >= 0")
         if not 0.0 <= self.positive_share <= 1.0:
             raise SAGenError(f"SAGen config: positive_share {self.positive_share} must be in [0, 1]")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -783,7 +786,7 @@ def train_sagen(
     step (a simulated interruption)."""
     config = config or SAGenConfig()
     config.validate()
-    preset = get_preset(config.preset)
+    preset = effective_preset(config)
     dev = bundle.device
     bdir = _bundle_dir(bundle)
     out = Path(out_dir) if out_dir is not None else bdir
@@ -938,7 +941,7 @@ def train_sagen(
         "method": "SAGen, Charachon et al. 2020 (Single AE)",
         "model": {"class": "cfviewer.models.sagen:SAGen", "config": gen.config(), "file": SAGEN_PT,
                   "parameters": int(sum(p.numel() for p in gen.parameters()))},
-        "preset": {**preset.as_dict(), "beta_override": config.beta,
+        "preset": {**preset.as_dict(), "beta_override": config.beta, "alpha_l1_override": config.alpha_l1,
                    "beta_used": list(preset.beta) if config.beta is None else [config.beta, config.beta]},
         "classifier": {
             "identity": ident,
@@ -972,6 +975,16 @@ def train_sagen(
     if path is not None:
         log(f"saved SAGen generators to {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return SAGenResult(generator=gen, doc=doc, path=path)
+
+
+def effective_preset(config: SAGenConfig) -> Preset:
+    """The Table I row of ``config.preset`` with ``config.alpha_l1`` (a4, the sparsity of the
+    difference g_s - g_a) applied; b1 = b2 = ``config.beta`` is applied in :func:`sagen_loss`."""
+    preset = get_preset(config.preset)
+    if config.alpha_l1 is None:
+        return preset
+    a = preset.alpha
+    return dataclasses.replace(preset, alpha=(a[0], a[1], a[2], float(config.alpha_l1)))
 
 
 def continue_sha256(bundle: Any) -> str:
