@@ -10,8 +10,8 @@ nothing in its outputs says so. The bundle therefore carries, in ``bundle.meta["
   classifier sees): 18 statistics per image, namely seven intensity quantiles (2-98 %), the mean
   absolute horizontal / vertical difference and Laplacian at three scales (full, 1/2, 1/4; log),
   and the share of pixels at the black and white ends (< -1000, > 1000). Their mean, scale and
-  shrunk (Ledoit-Wolf) inverse covariance are fitted on part of the held-out reference images;
-  the score of an image is its Mahalanobis distance to them;
+  shrunk (Ledoit-Wolf) inverse covariance are fitted on the held-out reference images; the score
+  of an image is its Mahalanobis distance to them;
 * the quantiles of that distance on the reference images themselves, each scored *out of fold*
   (cross-fitting: the images are cut into ``FOLDS`` folds, an image and its augmented copy in the
   same one, and every image is scored by a reference fitted on the other folds), and the
@@ -39,8 +39,9 @@ bundle (stage 2, threshold 8.96): 0 of 200 held-out phantoms (seed 2026, drawn a
 training; largest distance 8.1) and 0 of 30 224-px 16-bit PNG phantoms (the demo study's cases)
 are flagged, 1.5 % of augmented held-out phantoms, and 205 of 206 real films (NIH ChestX-ray14,
 TBX11K, SIIM DICOMs, pydicom's RG1 CR; 999 of the 1,000 NIH films; smallest distance 8.2).
-The margin between the most unusual phantom and the most phantom-like real film is thin. Phantoms drawn at >= 3 x the bundle's resolution and downscaled are smoother than
-the training images and start to be flagged (a 64 px bundle: 20-40 % of 224 px phantoms).
+The margin between the most unusual phantom and the most phantom-like real film is thin.
+Phantoms drawn at >= 3 x the bundle's resolution and downscaled are smoother than the training
+images and start to be flagged (a 64 px bundle: 20-40 % of 224 px phantoms).
 ``cfviewer bundle-domain --images DIR`` builds the reference from any folder of training-domain
 images instead (a model trained on real films).
 
@@ -139,8 +140,8 @@ def _fit_stats(feats: np.ndarray) -> dict[str, Any]:
 
 
 def fold_of(groups: np.ndarray, folds: int = FOLDS) -> np.ndarray:
-    """The fold of each image: groups (an image and its augmented copies share one) dealt
-    round-robin in order of first appearance."""
+    """The fold of each image: its group (an image and its augmented copies share one), the
+    distinct group ids dealt round-robin in sorted order."""
     _, first = np.unique(np.asarray(groups), return_inverse=True)
     return first % int(folds)
 

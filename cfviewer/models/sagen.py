@@ -1012,10 +1012,11 @@ def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, A
         raise SAGenError(f"the bundle's generators have another architecture ({old.config()}) than this run "
                          f"({gen.config()}); pass the same --widths / --preset")
     gen.load_state_dict(old.state_dict())
-    tr = dict((sagen_doc(bundle).get("training") or {}))
+    doc = sagen_doc(bundle)
+    tr = dict(doc.get("training") or {})
     return {"sagen_pt_sha256": got, "config": tr.get("config"), "steps": tr.get("steps"),
             "history": tr.get("history"), "continued_from": tr.get("continued_from"),
-            "validation": sagen_doc(bundle).get("validation")}
+            "validation": doc.get("validation")}
 
 
 def _accumulate(running: dict[str, list[float]], loss: float, terms: Mapping[str, torch.Tensor]) -> None:

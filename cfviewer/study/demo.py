@@ -44,12 +44,12 @@ DEMO_NAME = "demo"
 DEMO_SEED = 20261121
 DEMO_READERS = ("reader-1", "reader-2")
 DEMO_IMAGE_SIZE = 224
+"""Side of the demo study's case films: readers see them at this size, the model through
+Bundle.model_input at its own resolution."""
 DEMO_POOL = 500
 """Phantoms the demo cohort is sampled from: enough that the demo bundle makes at least half of
 ``per_pathology`` false positives in every pathology (its rarest, Effusion, 8 of 500; 4 in the
 first 300), so the cohort is half false positives throughout (tests/test_study_demo.py)."""
-"""Side of the demo study's case films: readers see them at this size, the model through
-Bundle.model_input at its own resolution."""
 ARMS = REFERENCE_ARMS  # the reference study's arms
 GENERATED = ("study.db", "study.db-wal", "study.db-shm", "study.db.writelock", "cases", "artifacts",
              "readers.json", "export", "analysis")
