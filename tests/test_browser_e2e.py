@@ -71,6 +71,8 @@ def test_reader_answers_three_cases_reloads_and_the_database_matches(server_and_
         with Image.open(io.BytesIO(data)) as im:
             assert im.format == "GIF" and im.n_frames > 1
         radiograph = page.locator('[data-testid="stImage"] img').first
+        # measured once the film has loaded (before, its box can still be a placeholder's)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=radiograph.element_handle())
         assert radiograph.bounding_box()["width"] >= 512  # the radiograph is shown large
 
         for i, (conf, feat) in enumerate(given):
