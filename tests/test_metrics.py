@@ -12,18 +12,15 @@ from cfviewer.metrics import (
     auc_loc,
     binarize_top_k,
     cascading_randomization,
-    class_sensitivity,
     confounder_mass,
     confounder_mass_ratio,
     deletion_curves,
-    grid_cell_masks,
     hausdorff_distance,
     iou_at_percentiles,
     iou_top_p,
     layer_groups,
     localization_scores,
     make_baseline,
-    make_grid,
     pointing_game,
     random_map,
     rank_correlation,
@@ -225,20 +222,7 @@ def test_rank_correlation_uses_absolute_values():
 
 
 # ---------------------------------------------------------------------- class sensitivity
-def test_class_sensitivity_on_a_grid():
-    cells = [np.full((10, 10), float(i)) for i in range(4)]
-    grid = make_grid(cells)
-    assert grid.shape == (20, 20) and grid[15, 15] == 3.0
-    masks = grid_cell_masks(grid.shape)
-    assert sum(m.sum() for m in masks) == 400
-    attr = np.zeros((20, 20))
-    attr[masks[2]] = 1.0
-    attr[masks[1]] = -5.0  # negative evidence does not count as mass
-    res = class_sensitivity(attr, 2)
-    assert res.mass_share == 1.0 and res.max_in_cell
-    assert class_sensitivity(np.ones((20, 20)), 0).mass_share == pytest.approx(0.25)
-    with pytest.raises(MetricInputError):
-        make_grid(cells[:3])
+# (score of a grid of four separately explained images: tests/test_class_sensitivity.py)
 
 
 # ---------------------------------------------------------------------- confounders

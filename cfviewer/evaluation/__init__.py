@@ -1,17 +1,28 @@
 """Explainer evaluation on held-out phantoms with pixel-exact ground truth (`cfviewer bench`).
 
 - :mod:`~cfviewer.evaluation.cases`: case sampling (held-out phantom streams, tube-only false
-  positives, 2 x 2 grids);
+  positives, and the class-sensitivity grids of the Attri-Net protocol: per pathology, the
+  model's own most confident true positive with three of its most confident true negatives,
+  each image explained on its own);
 - :mod:`~cfviewer.evaluation.questions`: one function per evaluation question, each with a
-  typed result (localisation, faithfulness, randomisation, confounder, class specificity,
-  speed);
+  typed result (localisation, faithfulness, randomisation, confounder, class specificity =
+  share of a grid's |attribution| on its true positive, speed, counterfactual);
 - :mod:`~cfviewer.evaluation.runner`: :func:`run_evaluation` explains the cases with every
   registered explainer and asks each question;
 - :mod:`~cfviewer.evaluation.report`: the markdown report and the shared sections of
   docs/benchmarks.md.
 """
 
-from cfviewer.evaluation.cases import BENCH_TAG, Case, EvaluationError, bench_seeds, make_cases
+from cfviewer.evaluation.cases import (
+    BENCH_TAG,
+    Case,
+    EvaluationError,
+    Grid,
+    GridPool,
+    bench_seeds,
+    make_cases,
+    make_grids,
+)
 from cfviewer.evaluation.questions import (
     ClassSpecificity,
     Confounder,
@@ -33,7 +44,7 @@ from cfviewer.evaluation.runner import (
 )
 
 __all__ = [
-    "BENCH_TAG", "Case", "EvaluationError", "bench_seeds", "make_cases",
+    "BENCH_TAG", "Case", "EvaluationError", "Grid", "GridPool", "bench_seeds", "make_cases", "make_grids",
     "ClassSpecificity", "Confounder", "Faithfulness", "Localisation", "Randomisation", "Speed",
     "ReportError", "read_section", "render_markdown", "write_section",
     "EVALUATION_SECTION", "RANDOM_METHOD", "EvaluationOptions", "EvaluationResult", "MethodResult",

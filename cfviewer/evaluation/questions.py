@@ -9,7 +9,9 @@ Every question scores maps (N x R x R, larger = more important) that the runner
    AOPC)
 3. :func:`randomisation` -- does the map depend on the model? (cascading randomisation)
 4. :func:`confounder` -- does the map reveal the chest-tube shortcut behind a false positive?
-5. :func:`class_specificity` -- is the map specific to the class? (2 x 2 grids, Attri-Net)
+5. :func:`class_specificity` -- is the map specific to the class? (Attri-Net protocol: the
+   model's own most confident true positive and three most confident true negatives, each
+   explained on its own; share of the grid's |attribution| on the true positive)
 6. :func:`speed` -- milliseconds and image evaluations per explanation.
 7. :func:`counterfactual` -- does the counterfactual (Latent Shift's most shifted frame, a
    generator's or an inpainter's image) change the finding, or is it an adversarial
@@ -28,10 +30,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cfviewer.evaluation.cases import Case
+from cfviewer.evaluation.cases import Case, Grid
 from cfviewer.metrics import (
     cascading_randomization,
-    class_sensitivity,
+    class_sensitivity_score,
     confounder_mass,
     deletion_curves,
     localization_scores,
@@ -130,18 +132,41 @@ def confounder(maps: Sequence[np.ndarray], tube_cases: Sequence[Case]) -> Confou
 # ---------------------------------------------------------------------- 5. class specificity
 @dataclass
 class ClassSpecificity:
-    """2 x 2 grids with exactly one positive cell (Attri-Net)."""
+    """Class sensitivity on the grids of :func:`cfviewer.evaluation.cases.make_grids` (Attri-Net
+    protocol: one true positive + three true negatives of the model, each explained alone)."""
 
-    mass_share: np.ndarray
-    """Per grid: share of the map's positive mass in the positive cell (0.25 = chance)."""
-    max_in_cell: np.ndarray
-    """Per grid: 1.0 when the map's maximum lies in the positive cell."""
+    share: np.ndarray
+    """Per grid: sum |map| over the true positive / sum |map| over the four images (0.25 =
+    chance; 0 when all four maps are zero)."""
+    tp_largest: np.ndarray
+    """Per grid: 1.0 when the true positive's total |map| is the largest of the four."""
+    targets: list[str] = field(default_factory=list)
+    """Per grid: the pathology explained."""
+
+    def by_pathology(self) -> dict[str, float]:
+        """Mean share per pathology (grid order), plus ``"all"`` (mean over all grids)."""
+        tg = np.array(self.targets)
+        out = {t: float(self.share[tg == t].mean()) for t in dict.fromkeys(self.targets)}
+        out["all"] = float(self.share.mean()) if len(self.share) else float("nan")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.share)
 
 
-def class_specificity(maps: Sequence[np.ndarray], cells: Sequence[int]) -> ClassSpecificity:
-    scores = [class_sensitivity(m, cell) for m, cell in zip(maps, cells)]
-    return ClassSpecificity(mass_share=np.array([s.mass_share for s in scores]),
-                            max_in_cell=np.array([s.max_in_cell for s in scores], dtype=float))
+def class_specificity(maps: Sequence[np.ndarray], grids: Sequence[Grid]) -> ClassSpecificity:
+    """``maps``: the maps of every grid's images, grid after grid, in ``Grid.cases`` order."""
+    n_maps = sum(len(g.cases) for g in grids)
+    if len(maps) != n_maps:
+        raise ValueError(f"class_specificity: {len(maps)} maps for {len(grids)} grids of "
+                         f"{n_maps} images in all")
+    scores, k = [], 0
+    for g in grids:
+        scores.append(class_sensitivity_score(maps[k : k + len(g.cases)], g.positive_index))
+        k += len(g.cases)
+    return ClassSpecificity(share=np.array([s.share for s in scores], dtype=float),
+                            tp_largest=np.array([s.positive_largest for s in scores], dtype=float),
+                            targets=[g.target for g in grids])
 
 
 # ---------------------------------------------------------------------- 6. speed

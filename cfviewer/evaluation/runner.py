@@ -27,6 +27,8 @@ from cfviewer.evaluation import questions as Q
 from cfviewer.evaluation.cases import (
     Case,
     EvaluationError,
+    Grid,
+    GridPool,
     PhantomSource,
     bench_seeds,
     find_tube_false_positives,
@@ -56,7 +58,8 @@ class EvaluationOptions:
     randomization_cases: int = 6
     confounder_cases: int = 40
     confounder_max_phantoms: int = 1500
-    grids_per_pathology: int = 3
+    grids_per_pathology: int = 5
+    """Class-sensitivity grids per pathology (Attri-Net protocol, 4 explanations each)."""
     timing_cases: int = 5
     reference_cases: int = 20
     """Cases on which the public reference's own Latent Shift walk is counted
@@ -116,6 +119,7 @@ class EvaluationResult:
     tube_generated: int
     tube_area_share: float
     grids: int
+    """Class-sensitivity grids made, all pathologies together (``grid_pools``: per pathology)."""
     randomization_layers: list[str]
     seconds: float
     started: str
@@ -127,6 +131,14 @@ class EvaluationResult:
     reference_latentshift: dict[str, Any] | None = None
     """What the public reference ieee8023/latentshift evaluates per explanation with its own
     defaults and walk (:func:`reference_counts`); None without an autoencoder method."""
+    grid_pools: dict[str, GridPool] = field(default_factory=dict)
+    """Per pathology: candidates, true positives / negatives and grids made (wanted:
+    ``options.grids_per_pathology``); empty when no grid was asked."""
+
+    @property
+    def grid_counts(self) -> dict[str, int]:
+        """Class-sensitivity grids made per pathology."""
+        return {p: g.grids for p, g in self.grid_pools.items()}
 
 
 # ---------------------------------------------------------------------- runner
@@ -285,9 +297,11 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
     tube_cases, tube_tried = find_tube_false_positives(
         bundle, options.confounder_cases, options.confounder_max_phantoms, options.seed, size,
         source=source)
-    grids = make_grids(options.grids_per_pathology, options.seed, size, bundle.pathologies, source)
-    grid_cases = [g for g, _ in grids]
-    grid_cells = [cell for _, cell in grids]
+    # class sensitivity (Attri-Net protocol): the model's own true positives / negatives,
+    # four images per grid, each explained on its own
+    grids, grid_pools = make_grids(bundle, options.grids_per_pathology, options.seed, source,
+                                   batch=max(options.batch_size, 32))
+    grid_cases = [c for g in grids for c in g.cases]
     rand_cases = round_robin(cases, options.randomization_cases)
     # which cases the model calls positive for their target (the counterfactual question
     # asks only of true positives: a counterfactual of a negative call has nothing to remove)
@@ -298,7 +312,7 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
     groups = layer_groups(bundle.classifier, torch.zeros(1, 1, size, size, device=param.device))
 
     per_method = (len(cases) + len(timing_cases) + len(rand_cases) * (len(groups) + 1)
-                  + len(tube_cases) + len(grids))
+                  + len(tube_cases) + len(grid_cases))
     progress = _Progress(per_method * len(names), options.progress)
     share = _LatentShiftShare()
     results: list[MethodResult] = []
@@ -379,12 +393,12 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
                                      options.batch_size, tick("confounder"))
                 res.confounder = Q.confounder(tmaps, tube_cases)
 
-            # 5. class sensitivity on grids
+            # 5. class sensitivity: each grid image explained on its own for the grid's target
             stage = "grids"
             if grids:
                 gmaps = _method_maps(explainer, share, bundle, "trained", grid_cases,
                                      options.batch_size, tick("grids"))
-                res.class_specificity = Q.class_specificity(gmaps, grid_cells)
+                res.class_specificity = Q.class_specificity(gmaps, grids)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - reported in the table, never hidden
@@ -414,6 +428,7 @@ def _run(bundle: Any, options: EvaluationOptions, bundle_desc: dict[str, Any] | 
         tube_generated=tube_tried,
         tube_area_share=float(np.mean([c.mask.mean() for c in tube_cases])) if tube_cases else float("nan"),
         grids=len(grids),
+        grid_pools=grid_pools,
         randomization_layers=[g for g, _ in groups],
         seconds=time.perf_counter() - t_start,
         started=started,
@@ -450,7 +465,7 @@ def reference_counts(bundle: Any, cases: Sequence[Case]) -> dict[str, Any] | Non
 
 
 def _random_reference(bundle: Any, options: EvaluationOptions, cases: list[Case],
-                      tube_cases: list[Case], grids: list[tuple[Case, int]]) -> MethodResult:
+                      tube_cases: list[Case], grids: list[Grid]) -> MethodResult:
     """The questions asked of i.i.d. uniform random maps: the chance level of each."""
     size = int(bundle.resolution)
     ref = MethodResult(name=RANDOM_METHOD)
@@ -464,8 +479,8 @@ def _random_reference(bundle: Any, options: EvaluationOptions, cases: list[Case]
     if tube_cases:
         ref.confounder = Q.confounder([rmap(i) for i in range(len(tube_cases))], tube_cases)
     if grids:
-        ref.class_specificity = Q.class_specificity([rmap(i) for i in range(len(grids))],
-                                                    [cell for _, cell in grids])
+        n_maps = sum(len(g.cases) for g in grids)
+        ref.class_specificity = Q.class_specificity([rmap(i) for i in range(n_maps)], grids)
     return ref
 
 

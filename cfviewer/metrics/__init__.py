@@ -5,17 +5,13 @@ re-runs an explainer on copies of a bundle). Each module cites the paper it foll
   distance, weak localisation (Fong & Vedaldi), pointing game, AUC_loc (Charachon et al.).
 - :mod:`.faithfulness`: deletion curves and AOPC (Samek et al.).
 - :mod:`.sanity`: cascading model-parameter randomisation (Adebayo et al.).
-- :mod:`.class_sensitivity`: 2 x 2 grid class sensitivity (Attri-Net, Sun et al.).
+- :mod:`.class_sensitivity`: class sensitivity of a 2 x 2 grid of separately explained images
+  (one true positive, three true negatives; Attri-Net, Sun et al.).
 - :mod:`.confounders`: share of attribution mass on a confounder mask (chest tube).
 """
 
 from cfviewer.metrics._checks import MetricInputError
-from cfviewer.metrics.class_sensitivity import (
-    ClassSensitivity,
-    class_sensitivity,
-    grid_cell_masks,
-    make_grid,
-)
+from cfviewer.metrics.class_sensitivity import GRID_IMAGES, ClassSensitivity, class_sensitivity_score
 from cfviewer.metrics.confounders import confounder_mass, confounder_mass_ratio, positive_mass_share
 from cfviewer.metrics.faithfulness import (
     DeletionCurves,
@@ -47,7 +43,7 @@ from cfviewer.metrics.sanity import (
 
 __all__ = [
     "MetricInputError",
-    "ClassSensitivity", "class_sensitivity", "grid_cell_masks", "make_grid",
+    "GRID_IMAGES", "ClassSensitivity", "class_sensitivity_score",
     "confounder_mass", "confounder_mass_ratio", "positive_mass_share",
     "DeletionCurves", "aopc", "deletion_curves", "make_baseline", "random_map",
     "PERCENTILES", "WeakLocalization", "auc_loc", "binarize_top_k", "binarize_top_share",

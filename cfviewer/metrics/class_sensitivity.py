@@ -1,10 +1,13 @@
-"""Class sensitivity on 2 x 2 grids (Sun et al., Attri-Net, MIDL 2023).
+"""Class sensitivity of a 2 x 2 grid of explanations (Sun et al., Attri-Net, MIDL 2023, section 3,
+following Böhle et al. 2021).
 
-Four images are tiled into a 2 x 2 grid in which exactly one image is positive for the class
-being explained; a class-sensitive explanation puts its (positive) attribution on that cell.
-The score is the share of the map's positive mass inside the positive cell (the grid
-pointing game of Böhle et al. / Rao et al. that Attri-Net reuses), together with whether the
-map's maximum lies there.
+A grid holds four images: one true positive of the model for the class being explained and
+three true negatives. Each image is explained on its own (for the class); the grid's score is
+the share of the total absolute attribution of the four maps that lies on the positive image:
+1 when only the positive's map has attribution, 0.25 when the four carry equal mass (chance),
+0 by convention when all four maps are zero (as in the reference code,
+``evaluations/eval_class_sensitivity.py``). The grid itself is built by
+:func:`cfviewer.evaluation.cases.make_grids`; this module only scores maps.
 """
 
 from __future__ import annotations
@@ -15,49 +18,55 @@ from typing import Sequence
 import numpy as np
 
 from cfviewer.metrics._checks import MetricInputError, as_map
-from cfviewer.metrics.confounders import positive_mass_share
 
-CELLS = ("top-left", "top-right", "bottom-left", "bottom-right")
-
-
-def make_grid(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Tile four equally shaped H x W images into a 2H x 2W grid (row-major, see CELLS)."""
-    if len(images) != 4:
-        raise MetricInputError(f"a class-sensitivity grid needs 4 images, got {len(images)}")
-    arrs = [np.asarray(i) for i in images]
-    shapes = {a.shape for a in arrs}
-    if len(shapes) != 1 or arrs[0].ndim != 2:
-        raise MetricInputError(f"grid images must be 2D with one shape, got {sorted(shapes)}")
-    return np.block([[arrs[0], arrs[1]], [arrs[2], arrs[3]]])
-
-
-def grid_cell_masks(shape: tuple[int, int]) -> list[np.ndarray]:
-    """Bool masks of the four cells of a grid of ``shape`` (odd sides: the extra row/column
-    goes to the bottom/right cells)."""
-    h, w = shape
-    h2, w2 = h // 2, w // 2
-    masks = []
-    for r, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        m = np.zeros(shape, dtype=bool)
-        m[(h2 if r else 0):(h if r else h2), (w2 if c else 0):(w if c else w2)] = True
-        masks.append(m)
-    return masks
+GRID_IMAGES = 4
+"""Images in a 2 x 2 class-sensitivity grid: one positive, three negatives."""
 
 
 @dataclass(frozen=True)
 class ClassSensitivity:
-    mass_share: float
-    """Share of the positive attribution mass in the positive cell (0.25 = no preference)."""
-    max_in_cell: bool
+    share: float
+    """Sum |map| over the positive image / sum |map| over all four (0.25 = chance; 0 when all
+    four maps are zero)."""
+    positive_largest: bool
+    """The positive image's total |map| is strictly larger than each negative's (ties: False)."""
+    totals: tuple[float, ...]
+    """Sum |map| of each of the four images, in the order given."""
 
 
-def class_sensitivity(attr_map: np.ndarray, positive_cell: int) -> ClassSensitivity:
-    """Score a map of a 2 x 2 grid whose cell ``positive_cell`` (0-3) holds the positive."""
-    a = as_map(attr_map)
-    if positive_cell not in (0, 1, 2, 3):
-        raise MetricInputError(f"positive_cell={positive_cell} must be 0, 1, 2 or 3 ({CELLS})")
-    cell = grid_cell_masks(a.shape)[positive_cell]
-    return ClassSensitivity(
-        mass_share=positive_mass_share(a, cell),
-        max_in_cell=bool(cell.ravel()[int(np.argmax(a))]),
-    )
+def class_sensitivity_score(maps: Sequence[np.ndarray], positive_index: int = 0) -> ClassSensitivity:
+    """Score the four maps of one grid; ``maps[positive_index]`` is the positive image's map.
+
+    ``maps``: four 2D attribution maps of one shape (a list, or a 4 x H x W array), each
+    explaining its own image for the grid's class."""
+    if isinstance(maps, np.ndarray) and maps.ndim != 3:
+        raise MetricInputError(
+            f"class sensitivity needs the 4 maps of a 2 x 2 grid as a list or a 4 x H x W array, "
+            f"got an array of shape {maps.shape}"
+        )
+    maps = list(maps)
+    if len(maps) != GRID_IMAGES:
+        raise MetricInputError(
+            f"class sensitivity needs the maps of the {GRID_IMAGES} images of a 2 x 2 grid "
+            f"(one positive, three negatives), got {len(maps)}"
+        )
+    if isinstance(positive_index, bool) or not isinstance(positive_index, (int, np.integer)) \
+            or not 0 <= int(positive_index) < GRID_IMAGES:
+        raise MetricInputError(
+            f"positive_index={positive_index!r} must be the index (0-{GRID_IMAGES - 1}) of the "
+            "positive image's map"
+        )
+    arrs = [as_map(m, name=f"map {i} of the grid") for i, m in enumerate(maps)]
+    shapes = [a.shape for a in arrs]
+    if len(set(shapes)) != 1:
+        raise MetricInputError(
+            f"the four maps of a grid must have one shape (each image explained at the model's "
+            f"resolution), got {shapes}"
+        )
+    pos = int(positive_index)
+    totals = np.array([np.abs(a).sum() for a in arrs], dtype=np.float64)
+    total = float(totals.sum())
+    share = float(totals[pos] / total) if total > 0 else 0.0
+    largest = bool(totals[pos] > np.delete(totals, pos).max())
+    return ClassSensitivity(share=share, positive_largest=largest,
+                            totals=tuple(float(t) for t in totals))
