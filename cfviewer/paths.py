@@ -69,5 +69,11 @@ def demo_bundle_dir() -> Path:
     return demo_dir() / "bundle"
 
 
+def demo_attrinet_dir() -> Path:
+    """The demo Attri-Net bundle (the inherently interpretable model on the demo bundle's task,
+    `cfviewer train-attrinet`), committed to git."""
+    return demo_dir() / "attrinet"
+
+
 if __name__ == "__main__":  # `python -m cfviewer.paths`: the app script to pass to streamlit run
     print(app_script())

@@ -4,6 +4,8 @@ for review.
 
     python scripts/counterfactual_strips.py                         # demo bundle -> docs/
     python scripts/counterfactual_strips.py --bundle DIR --out DIR --gifs /tmp/gifs
+    python scripts/counterfactual_strips.py --bundle study_data/demo/attrinet --explainer attrinet \
+        --name attrinet_strips.png                                  # Attri-Net's x + M_c(x)
 
 Cases are the benchmark's held-out phantoms (``cfviewer.evaluation.cases``, rendered as the
 bundle was trained); the first true positive of each pathology is shown. False positives for
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explainer", default="latentshift")
     ap.add_argument("--gifs", type=Path, default=None, help="also write TP / FP GIFs here")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="counterfactual_strips.png", help="file name of the strip in --out")
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.suptitle(f"{args.explainer} counterfactuals on held-out true positives ({bundle.resolution} px)", fontsize=9)
     fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "counterfactual_strips.png"
+    out = args.out / args.name
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
     return 0

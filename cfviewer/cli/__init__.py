@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "phantoms",   # cfviewer phantoms: synthetic chest radiographs with masks
     "train",      # cfviewer train / model-card: demo classifier + autoencoder
     "train_explainer",  # cfviewer train-explainer sagen: an explainer's own models (SAGen generators)
+    "train_attrinet",  # cfviewer train-attrinet: an Attri-Net bundle (inherently interpretable classifier)
     "domain",     # cfviewer bundle-domain: store a bundle's training domain, check images against it
     "explain",    # cfviewer explain: one explanation of one image
     "bench",      # cfviewer bench: explainer benchmark on phantoms (+ speed tables)

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="benchmark seed (phantoms, randomisation)")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT),
                    help=f"markdown file whose 'explainers' section is replaced (default {DEFAULT_OUT})")
+    p.add_argument("--section", default=None,
+                   help="name of the section of --out to replace (default 'explainers'; e.g. "
+                        "'explainers-attrinet' for a second bundle's run beside the demo bundle's)")
     p.add_argument("--quick", action="store_true", help="tiny settings for tests and smoke runs")
     p.add_argument("--batch-size", type=int, default=None, help="images per explain_batch call")
     p.add_argument("--randomization-cases", type=int, default=None,
@@ -73,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
         desc["run_note"] = args.note
     result = run_evaluation(bundle, options, bundle_desc=desc)
     result.command = "cfviewer bench " + " ".join(shlex.quote(a) for a in _argv(args))
-    path = write_section(args.out, EVALUATION_SECTION, render_markdown(result))
+    section = args.section or EVALUATION_SECTION
+    path = write_section(args.out, section, render_markdown(result))
     n_ok = sum(m.ran for m in result.methods) - 1
     print(f"cfviewer bench: {n_ok} explainers on {len(result.cases)} cases in "
-          f"{result.seconds / 60:.1f} min -> {path} (section '{EVALUATION_SECTION}')")
+          f"{result.seconds / 60:.1f} min -> {path} (section '{section}')")
     for m in result.methods:
         if m.error:
             print(f"  {m.name}: {m.error}", file=sys.stderr)
@@ -91,7 +95,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
                       ("--randomization-cases", args.randomization_cases),
                       ("--confounder-cases", args.confounder_cases),
                       ("--confounder-max-phantoms", args.confounder_max_phantoms),
-                      ("--grids", args.grids_per_pathology), ("--out", args.out)):
+                      ("--grids", args.grids_per_pathology), ("--out", args.out),
+                      ("--section", getattr(args, "section", None))):
         if val is not None:
             out += [flag, str(val)]
     if args.methods:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cfviewer.errors import CfviewerError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -42,6 +44,9 @@ def register(subparsers) -> None:
     m.add_argument("--counterfactuals", type=int, default=20,
                    help="held-out true positives per pathology for the counterfactual section "
                         "(Latent Shift; default 20, 0 = skip)")
+    m.add_argument("--compare", type=Path, default=None,
+                   help="(Attri-Net bundles) also evaluate this bundle on the same held-out phantoms and "
+                        "show its AUC and false positives next to Attri-Net's (e.g. study_data/demo/bundle)")
     m.add_argument("--out", type=Path, default=None, help="markdown file (default: print)")
     m.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     m.add_argument("--device", default="auto")
@@ -74,7 +79,24 @@ def run_model_card(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle, device=args.device)
     report = evaluate_bundle(bundle, n=args.n, seed=args.seed, progress=not args.no_progress,
                              tube_n=args.tube_n, counterfactuals=args.counterfactuals)
-    text = render_model_card(bundle, report, bundle_dir=args.bundle)
+    from cfviewer.models.attrinet import is_attrinet
+
+    if is_attrinet(bundle.classifier):
+        from cfviewer.models.attrinet_card import render_attrinet_card
+
+        reference = None
+        if args.compare is not None:
+            other = Bundle.load(args.compare, device=args.device)
+            reference = evaluate_bundle(other, n=args.n, seed=args.seed, progress=not args.no_progress,
+                                        tube_n=args.tube_n, counterfactuals=0)
+            report["reference"] = {"bundle": str(args.compare), **reference}
+        text = render_attrinet_card(bundle, report, bundle_dir=args.bundle, reference=reference,
+                                    reference_dir=args.compare)
+    else:
+        if args.compare is not None:
+            raise CfviewerError("--compare is for Attri-Net bundles (their AUC next to a post-hoc classifier's); "
+                                f"{args.bundle} is not one")
+        text = render_model_card(bundle, report, bundle_dir=args.bundle)
     if args.json:
         import json
 

@@ -167,10 +167,15 @@ class Explainer:
         if self.needs_autoencoder and getattr(bundle, "autoencoder", None) is None:
             from cfviewer.errors import BundleError
 
+            from cfviewer.models.attrinet import is_attrinet
+
+            others = ("attrinet (its own class maps), gradient, guided_backprop, integrated_gradients"
+                      if is_attrinet(getattr(bundle, "classifier", None))
+                      else "gradient, guided_backprop, integrated_gradients, gradcam")
             raise BundleError(
                 f"explainer {self.method!r} needs an autoencoder but the bundle has none; "
                 "load a bundle trained with an autoencoder (cfviewer train) or choose a "
-                "method without one (gradient, guided_backprop, integrated_gradients, gradcam)"
+                f"method without one ({others})"
             )
         self.validate()
 
@@ -304,6 +309,6 @@ def _ensure_loaded() -> None:
     global _LOADED
     if _LOADED:
         return
-    from cfviewer.explain import adversarial, augment, baselines, latentshift, sagen  # noqa: F401
+    from cfviewer.explain import adversarial, attrinet, augment, baselines, latentshift, sagen  # noqa: F401
 
     _LOADED = True

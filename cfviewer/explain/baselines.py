@@ -202,9 +202,13 @@ class GradCamExplainer(CaptumExplainer):
 
     def validate(self) -> None:
         if getattr(self.bundle.classifier, "target_layer", None) is None:
+            from cfviewer.models.attrinet import is_attrinet
+
+            hint = ("; this is an Attri-Net bundle, whose own explanation is `attrinet` (its class maps)"
+                    if is_attrinet(self.bundle.classifier) else "")
             raise BundleError(
                 f"gradcam needs bundle.classifier.target_layer (its last convolutional block); "
-                f"{type(self.bundle.classifier).__name__} has none"
+                f"{type(self.bundle.classifier).__name__} has none{hint}"
             )
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:

@@ -96,11 +96,21 @@ def counterfactual_report(bundle: Bundle, per_pathology: int, seed: int,
     return {"explainer": explainer, "per_pathology": per_pathology, "seed": seed, "summary": out}
 
 
+def counterfactual_explainer(bundle: Bundle) -> str | None:
+    """The explainer whose counterfactual the card scores: an Attri-Net's own x + M_c(x),
+    Latent Shift for a bundle with an autoencoder, else none."""
+    from cfviewer.models.attrinet import is_attrinet
+
+    if is_attrinet(bundle.classifier):
+        return "attrinet"
+    return "latentshift" if bundle.autoencoder is not None else None
+
+
 def evaluate_bundle(bundle: Bundle, n: int = 1000, seed: int = 2026, progress: bool = True,
                     tube_n: int = TUBE_SET_SIZE, counterfactuals: int = 0) -> dict[str, Any]:
     """All numbers of the model card as a JSON-serialisable dict (``tube_n`` phantoms in each
     targeted chest-tube set; ``counterfactuals`` true positives per pathology for the
-    counterfactual section when the bundle has an autoencoder, 0 = none)."""
+    counterfactual section, :func:`counterfactual_explainer`, 0 = none)."""
     if n < 10:
         raise CfviewerError(f"--n {n}: evaluate on at least 10 phantoms (1,000 recommended)")
     _check_disjoint(bundle, n, seed)
@@ -196,14 +206,118 @@ def evaluate_bundle(bundle: Bundle, n: int = 1000, seed: int = 2026, progress: b
                 "seed": seed + 7919 * off,
             }
         report["pneumothorax_shortcut"] = shortcut
-    if counterfactuals > 0 and bundle.autoencoder is not None:
+    cf_explainer = counterfactual_explainer(bundle)
+    if counterfactuals > 0 and cf_explainer is not None:
         t0 = time.perf_counter()
-        report["counterfactual"] = counterfactual_report(bundle, counterfactuals, seed)
+        report["counterfactual"] = counterfactual_report(bundle, counterfactuals, seed, explainer=cf_explainer)
         report["seconds"]["counterfactual"] = time.perf_counter() - t0
     return report
 
 
 # ---------------------------------------------------------------------- markdown
+def classification_section(bundle: Bundle, report: dict[str, Any], tr: dict[str, Any]) -> list[str]:
+    """The held-out classification and calibration tables (any bundle)."""
+    L: list[str] = []
+    add = L.append
+    add(f"## Classification on {report['n']} held-out phantoms")
+    add("")
+    add(f"Mean AUC **{number(report['mean_auc'])}** (lowest {number(report['min_auc'])}; targets: mean "
+        "0.85-0.95, each >= 0.75: hard enough for real false positives, good enough to explain).")
+    add("")
+    add("| pathology | positives | AUC | threshold | sensitivity | specificity | false positives | false negatives |")
+    add("|---|---|---|---|---|---|---|---|")
+    for p, v in report["per_pathology"].items():
+        add(f"| {p} | {v['n_pos']} / {v['n_pos'] + v['n_neg']} | {number(v['auc'])} | "
+            f"{number(v['threshold'])} | {number(v['sensitivity'])} | {number(v['specificity'])} | "
+            f"{v.get('false_positives', 'n/a')} | {v.get('false_negatives', 'n/a')} |")
+    if all("ece" in v for v in report["per_pathology"].values()):
+        cal = tr.get("calibration") or {"method": "none"}
+        add("")
+        add("### Calibration")
+        add("")
+        add(f"Calibration: {cal.get('method', 'none')} "
+            "(Platt scaling of each logit on the validation split when 'platt'). ECE = expected "
+            "calibration error over 10 equal-width bins on the held-out phantoms; saturated = share "
+            "of predictions below 1e-4 or above 1 - 1e-4 (where a gradient explainer sees almost "
+            "no gradient).")
+        add("")
+        add("| pathology | ECE | saturated | mean prediction, positives | mean prediction, negatives |")
+        add("|---|---|---|---|---|")
+        for p, v in report["per_pathology"].items():
+            add(f"| {p} | {number(v['ece'])} | {number(v['saturated'])} | {number(v['mean_pred_pos'])} | "
+                f"{number(v['mean_pred_neg'])} |")
+    return L
+
+
+def shortcut_section(bundle: Bundle, report: dict[str, Any]) -> list[str]:
+    """The chest-tube shortcut table, when the report has one."""
+    L: list[str] = []
+    add = L.append
+    if "pneumothorax_shortcut" in report:
+        s = report["pneumothorax_shortcut"]
+        add("")
+        add("## The chest-tube shortcut (Pneumothorax)")
+        add("")
+        add("In the training phantoms a chest tube accompanies 80 % of pneumothoraces and 5 % of "
+            "other images, so a classifier can learn the tube as a shortcut. Rate = fraction "
+            f"predicted positive at the stored threshold ({number(bundle.thresholds.get('Pneumothorax'))}).")
+        add("")
+        add("| group | n | predicted positive | mean prediction |")
+        add("|---|---|---|---|")
+        labels = {
+            "held_out_tube_negatives": "held-out: no pneumothorax, chest tube (tube-only negatives)",
+            "held_out_no_tube_negatives": "held-out: no pneumothorax, no tube",
+            "held_out_tube_positives": "held-out: pneumothorax with tube",
+            "held_out_no_tube_positives": "held-out: pneumothorax without tube",
+            "targeted_tube_only_negatives": "targeted set: negatives, all with a tube",
+            "targeted_no_tube_negatives": "targeted set: negatives, none with a tube",
+        }
+        for key, label in labels.items():
+            if key in s:
+                v = s[key]
+                add(f"| {label} | {v['n']} | {number(v['positive_rate'])} | {number(v['mean_pred'])} |")
+        a, b = s.get("targeted_tube_only_negatives"), s.get("targeted_no_tube_negatives")
+        if a and b:
+            ratio = a["positive_rate"] / b["positive_rate"] if b["positive_rate"] > 0 else float("inf")
+            add("")
+            add(f"A tube alone makes a Pneumothorax-free phantom positive {100 * a['positive_rate']:.1f} % "
+                f"of the time vs {100 * b['positive_rate']:.1f} % without one "
+                f"({'x' + format(ratio, '.1f') if np.isfinite(ratio) else 'never without'}): "
+                + _shortcut_verdict(a, b))
+    return L
+
+
+def counterfactual_section(report: dict[str, Any]) -> list[str]:
+    """The counterfactual table (Latent Shift, or the explainer the report names)."""
+    L: list[str] = []
+    add = L.append
+    if "counterfactual" in report:
+        cf = report["counterfactual"]
+        add("")
+        attri = str(cf["explainer"]).startswith("attrinet")
+        add(f"## Counterfactuals: does {'x + M_c(x)' if attri else 'Latent Shift'} remove the finding?")
+        add("")
+        what = ("The counterfactual x + M_c(x) against x" if attri
+                else "The counterfactual (most shifted frame) against the lambda = 0 frame")
+        add(f"`{cf['explainer']}` on up to {cf['per_pathology']} held-out true positives per pathology "
+            "(benchmark case stream, seed "
+            f"{cf['seed']}). {what}: "
+            "drop = fall of the prediction; inside = share of the absolute change inside the "
+            "finding's mask dilated by 4 % of the side; mean inside = mean change inside the mask in "
+            "grey levels of 255 (Cardiomegaly, a size: in the band along the heart's outline, 4 % of "
+            "the side wide); visible = mean inside >= 8, inside >= 0.4 and drop >= 0.3 "
+            "(`cfviewer.metrics.counterfactual`). Targets (issue 10): visible in at least 60 %, "
+            "inside at least 0.5.")
+        add("")
+        add("| pathology | true positives | drop | inside | mean inside | mean outside | visible |")
+        add("|---|---|---|---|---|---|---|")
+        for p, v in cf["summary"].items():
+            name = "**all**" if p == "all" else p
+            add(f"| {name} | {v['n']} | {number(v['drop'])} | {number(v['share_inside'])} | "
+                f"{number(v['mean_inside'], 1)} | {number(v['mean_outside'], 1)} | {number(v['visible_rate'])} |")
+    return L
+
+
 def _weights_size(bundle_dir: Path | None) -> str:
     if bundle_dir is None or not Path(bundle_dir).is_dir():
         return "n/a"
@@ -359,33 +473,7 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
     add(f"- Thresholds: {tr.get('thresholds_method', 'stored')} "
         "(Youden's J on the validation split; 0.5 = 'fixed').")
     add("")
-    add(f"## Classification on {report['n']} held-out phantoms")
-    add("")
-    add(f"Mean AUC **{number(report['mean_auc'])}** (lowest {number(report['min_auc'])}; targets: mean "
-        "0.85-0.95, each >= 0.75: hard enough for real false positives, good enough to explain).")
-    add("")
-    add("| pathology | positives | AUC | threshold | sensitivity | specificity | false positives | false negatives |")
-    add("|---|---|---|---|---|---|---|---|")
-    for p, v in report["per_pathology"].items():
-        add(f"| {p} | {v['n_pos']} / {v['n_pos'] + v['n_neg']} | {number(v['auc'])} | "
-            f"{number(v['threshold'])} | {number(v['sensitivity'])} | {number(v['specificity'])} | "
-            f"{v.get('false_positives', 'n/a')} | {v.get('false_negatives', 'n/a')} |")
-    if all("ece" in v for v in report["per_pathology"].values()):
-        cal = tr.get("calibration") or {"method": "none"}
-        add("")
-        add("### Calibration")
-        add("")
-        add(f"Calibration: {cal.get('method', 'none')} "
-            "(Platt scaling of each logit on the validation split when 'platt'). ECE = expected "
-            "calibration error over 10 equal-width bins on the held-out phantoms; saturated = share "
-            "of predictions below 1e-4 or above 1 - 1e-4 (where a gradient explainer sees almost "
-            "no gradient).")
-        add("")
-        add("| pathology | ECE | saturated | mean prediction, positives | mean prediction, negatives |")
-        add("|---|---|---|---|---|")
-        for p, v in report["per_pathology"].items():
-            add(f"| {p} | {number(v['ece'])} | {number(v['saturated'])} | {number(v['mean_pred_pos'])} | "
-                f"{number(v['mean_pred_neg'])} |")
+    L.extend(classification_section(bundle, report, tr))
     if "autoencoder" in report:
         a = report["autoencoder"]
         add("")
@@ -420,58 +508,8 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
                 "positives beyond 0.3): Latent Shift explanations of these start from a lower "
                 "prediction on D(E(x)) than on x; read them with the prediction on the "
                 "reconstruction next to the original.")
-    if "pneumothorax_shortcut" in report:
-        s = report["pneumothorax_shortcut"]
-        add("")
-        add("## The chest-tube shortcut (Pneumothorax)")
-        add("")
-        add("In the training phantoms a chest tube accompanies 80 % of pneumothoraces and 5 % of "
-            "other images, so a classifier can learn the tube as a shortcut. Rate = fraction "
-            f"predicted positive at the stored threshold ({number(bundle.thresholds.get('Pneumothorax'))}).")
-        add("")
-        add("| group | n | predicted positive | mean prediction |")
-        add("|---|---|---|---|")
-        labels = {
-            "held_out_tube_negatives": "held-out: no pneumothorax, chest tube (tube-only negatives)",
-            "held_out_no_tube_negatives": "held-out: no pneumothorax, no tube",
-            "held_out_tube_positives": "held-out: pneumothorax with tube",
-            "held_out_no_tube_positives": "held-out: pneumothorax without tube",
-            "targeted_tube_only_negatives": "targeted set: negatives, all with a tube",
-            "targeted_no_tube_negatives": "targeted set: negatives, none with a tube",
-        }
-        for key, label in labels.items():
-            if key in s:
-                v = s[key]
-                add(f"| {label} | {v['n']} | {number(v['positive_rate'])} | {number(v['mean_pred'])} |")
-        a, b = s.get("targeted_tube_only_negatives"), s.get("targeted_no_tube_negatives")
-        if a and b:
-            ratio = a["positive_rate"] / b["positive_rate"] if b["positive_rate"] > 0 else float("inf")
-            add("")
-            add(f"A tube alone makes a Pneumothorax-free phantom positive {100 * a['positive_rate']:.1f} % "
-                f"of the time vs {100 * b['positive_rate']:.1f} % without one "
-                f"({'x' + format(ratio, '.1f') if np.isfinite(ratio) else 'never without'}): "
-                + _shortcut_verdict(a, b))
-    if "counterfactual" in report:
-        cf = report["counterfactual"]
-        add("")
-        add("## Counterfactuals: does Latent Shift remove the finding?")
-        add("")
-        add(f"`{cf['explainer']}` on up to {cf['per_pathology']} held-out true positives per pathology "
-            "(benchmark case stream, seed "
-            f"{cf['seed']}). The counterfactual (most shifted frame) against the lambda = 0 frame: "
-            "drop = fall of the prediction; inside = share of the absolute change inside the "
-            "finding's mask dilated by 4 % of the side; mean inside = mean change inside the mask in "
-            "grey levels of 255 (Cardiomegaly, a size: in the band along the heart's outline, 4 % of "
-            "the side wide); visible = mean inside >= 8, inside >= 0.4 and drop >= 0.3 "
-            "(`cfviewer.metrics.counterfactual`). Targets (issue 10): visible in at least 60 %, "
-            "inside at least 0.5.")
-        add("")
-        add("| pathology | true positives | drop | inside | mean inside | mean outside | visible |")
-        add("|---|---|---|---|---|---|---|")
-        for p, v in cf["summary"].items():
-            name = "**all**" if p == "all" else p
-            add(f"| {name} | {v['n']} | {number(v['drop'])} | {number(v['share_inside'])} | "
-                f"{number(v['mean_inside'], 1)} | {number(v['mean_outside'], 1)} | {number(v['visible_rate'])} |")
+    L.extend(shortcut_section(bundle, report))
+    L.extend(counterfactual_section(report))
     add("")
     hist = tr.get("classifier_history") or []
     if hist:

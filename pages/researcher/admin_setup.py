@@ -25,8 +25,10 @@ def create_form() -> None:
                              help="Artifacts and exports are written here; case paths are stored relative to it.")
         seed = c3.number_input("Seed", value=0, step=1, help="Cohort draw and reading orders.")
         bundle = st.text_input("Model bundle folder", value=str(paths.demo_bundle_dir()),
-                               help="A folder written by `cfviewer train` (bundle.json + weights); "
-                                    "absolute, or relative to the study folder.")
+                               help="A folder written by `cfviewer train` (bundle.json + weights), or by "
+                                    "`cfviewer train-attrinet` for the inherently interpretable Attri-Net "
+                                    f"({paths.demo_attrinet_dir()}: explain it with `attrinet`); absolute, or "
+                                    "relative to the study folder.")
         pathologies = st.multiselect("Pathologies", list(PATHOLOGIES), default=list(PATHOLOGIES))
         st.markdown("**Arms** (readers see only the display name)")
         a1, a2 = st.columns(2)
