@@ -153,3 +153,10 @@ def test_captions_name_the_original_and_the_reconstruction(tmp_path):
     probe = ImageDraw.Draw(_I.new("L", (1, 1)))
     widest = max(probe.textlength(t, font=font) for c in caps for t in c)
     assert px <= 10 and (widest <= 118 or px == 8)
+
+
+def test_captions_without_an_autoencoder_name_the_image_not_a_reconstruction():
+    e = make_explanation(k=4)
+    e.pred_reconstruction = None  # Attri-Net: the lambda = 0 frame is the image itself
+    caps = render.frame_captions(e)
+    assert caps[0][1].startswith("the image, p = ") and not any("reconstruction" in " ".join(c) for c in caps)

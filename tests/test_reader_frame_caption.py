@@ -15,3 +15,13 @@ def test_frame_zero_gives_the_original_and_the_reconstruction():
     bare = reading.frame_steps(2, preds=[0.2, 0.4])
     assert "reconstruction p = 0.40" in reading.frame_caption(bare[0], 1, "Mass", None)
     assert "original p = not recorded" in reading.frame_caption(bare[0], 1, "Mass", None)
+
+
+def test_without_an_autoencoder_frame_zero_is_the_image_itself():
+    """Attri-Net's frames run from x + M_c(x) to x: its lambda = 0 frame is no reconstruction."""
+    steps = reading.frame_steps(3, lambdas=[-1.0, -0.5, 0.0], preds=[0.2, 0.5, 0.9], reconstruction=False)
+    first = reading.frame_caption(steps[0], 2, "Effusion", 0.9)
+    assert first == "Counterfactual frame 0 of 2: the image itself (lambda = 0) · Effusion: original p = 0.90"
+    assert "reconstruction" not in first
+    assert reading.frame_caption(steps[2], 2, "Effusion", 0.9) == (
+        "Counterfactual frame 2 of 2 · Effusion: lambda = -1, p = 0.20")

@@ -121,8 +121,9 @@ def frame_captions(explanation: Explanation) -> list[list[str]]:
     """The header lines of each animation frame, in animation order (as
     :func:`animation_frames`). Every frame names the target and the probability on the
     *original* image (what the reader is told); the lambda = 0 frame -- the autoencoder's
-    reconstruction, where the loop starts and turns -- adds the reconstruction's probability,
-    the other frames their lambda and probability:
+    reconstruction, where the loop starts and turns -- adds the reconstruction's probability
+    ("the image, p = ..." for a method without an autoencoder, whose lambda = 0 frame is the
+    image itself), the other frames their lambda and probability:
 
         Mass · original p = 0.38        Mass · original p = 0.38
         reconstruction p = 0.10         lambda = -34, p = 0.05
@@ -136,8 +137,10 @@ def frame_captions(explanation: Explanation) -> list[list[str]]:
     out = []
     for k in order:
         if i0 is not None and k == i0:
-            p_rec = e.pred_reconstruction if e.pred_reconstruction is not None else preds[k]
-            line = f"reconstruction p = {number(p_rec, 2)}"
+            if e.pred_reconstruction is not None:
+                line = f"reconstruction p = {number(e.pred_reconstruction, 2)}"
+            else:  # no autoencoder (Attri-Net): the lambda = 0 frame is the image itself
+                line = f"the image, p = {number(preds[k], 2)}"
         elif lambdas is not None:
             line = f"lambda = {_fmt_lambda(float(lambdas[k]))}, p = {number(preds[k], 2)}"
         else:

@@ -149,12 +149,15 @@ def _frame_info(media_list) -> tuple[Any, list] | tuple[None, list]:
             data = viewer.load_frames(m.frames_path)
             preds = data.get("frame_preds")
             lambdas = data.get("lambdas")
-            if (preds is None or lambdas is None) and m.json_path is not None:
+            reconstruction = True
+            if m.json_path is not None:
                 info = viewer.read_json(m.json_path)
                 info = info.get("explanation", info)  # precompute nests Explanation.summary()
                 preds = preds if preds is not None else info.get("frame_preds")
                 lambdas = lambdas if lambdas is not None else info.get("lambdas")
-            return m, frame_steps(len(data["frames"]), lambdas, preds)
+                # no autoencoder (Attri-Net): the unshifted frame is the image, not a reconstruction
+                reconstruction = not ("pred_reconstruction" in info and info["pred_reconstruction"] is None)
+            return m, frame_steps(len(data["frames"]), lambdas, preds, reconstruction=reconstruction)
     return None, []
 
 
@@ -182,7 +185,8 @@ def image_viewer(view, media_list) -> None:
                      "model's prediction drops; the slider steps through the frames.")
             k = c3.slider("Frame", 0, len(steps) - 1, len(steps) - 1, key=f"cfv_frame_{view.assignment_id}",
                           disabled=not counterfactual, label_visibility="collapsed",
-                          help="Frame 0 = the autoencoder's reconstruction, last = the counterfactual")
+                          help="Frame 0 = the autoencoder's reconstruction (the image itself for a model "
+                               "without one), last = the counterfactual")
             if counterfactual:
                 step = steps[k]
         if step is None:

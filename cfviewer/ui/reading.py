@@ -73,13 +73,16 @@ class FrameStep:
     frame_index: int  # index into the frames array
     prediction: float | None
     lam: float | None = None  # the frame's lambda (0 = the autoencoder's reconstruction)
+    reconstruction: bool = True  # False: no autoencoder (Attri-Net), the lambda = 0 frame is the image
 
 
-def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None) -> list[FrameStep]:
+def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None,
+                reconstruction: bool = True) -> list[FrameStep]:
     """Slider positions from the unshifted image to the counterfactual.
 
     Frames are stored by increasing lambda (the counterfactual first); only the lowering
-    direction (lambda <= 0) is shown, like the animation."""
+    direction (lambda <= 0) is shown, like the animation. ``reconstruction`` False: the method
+    has no autoencoder (Attri-Net), so the lambda = 0 frame is the image itself."""
     idx = list(range(n_frames))
     if lambdas is not None and len(lambdas) == n_frames:
         neg = [i for i in idx if float(lambdas[i]) <= 0]
@@ -92,7 +95,7 @@ def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None) -> list[F
             v = float(preds[i])
             p = v if math.isfinite(v) else None
         lam = float(lambdas[i]) if lambdas is not None and len(lambdas) == n_frames else None
-        out.append(FrameStep(step, i, p, lam))
+        out.append(FrameStep(step, i, p, lam, bool(reconstruction)))
     return out
 
 
@@ -103,6 +106,9 @@ def frame_caption(step: FrameStep, last: int, pathology: str, pred_original: flo
     def p(v: float | None) -> str:
         return f"{v:.2f}" if v is not None and math.isfinite(v) else "not recorded"
 
+    if (step.lam == 0.0 or (step.lam is None and step.step == 0)) and not step.reconstruction:
+        return (f"Counterfactual frame {step.step} of {last}: the image itself (lambda = 0) · {pathology}: "
+                f"original p = {p(pred_original)}")
     if step.lam == 0.0 or (step.lam is None and step.step == 0):
         return (f"Counterfactual frame {step.step} of {last}: the autoencoder's reconstruction "
                 f"(lambda = 0) · {pathology}: original p = {p(pred_original)} · "
