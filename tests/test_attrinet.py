@@ -332,3 +332,24 @@ def test_bench_runs_attrinet_beside_post_hoc_methods_in_its_own_section(trained,
     assert "| `attrinet` |" in section and "| `gradient` |" in section
     cf_part = section.split("### 7. Counterfactuals")[1].split("### Claims")[0]
     assert "| `gradient` |" not in cf_part
+
+
+def test_post_hoc_maps_of_attrinet_evaluate_only_the_target_class_and_equal_the_full_model():
+    from captum.attr import IntegratedGradients, Saliency
+
+    b = random_attrinet_bundle(resolution=RES, seed=6)
+    imgs = [image(9), image(10)]
+    targets = ["Mass", "Pneumothorax"]
+    x = torch.from_numpy(np.stack(imgs))[:, None]
+    idx = [b.target_index(t) for t in targets]
+    want = Saliency(b.classifier).attribute(x.clone().requires_grad_(True), target=idx, abs=True)[:, 0]
+    got = get_explainer("gradient", b).explain_batch(imgs, targets)
+    for e, w in zip(got, want):
+        np.testing.assert_allclose(e.map, w.numpy(), rtol=1e-4, atol=1e-9)
+    ig_want = IntegratedGradients(b.classifier).attribute(
+        x.clone().requires_grad_(True), baselines=torch.zeros_like(x), target=idx, n_steps=8,
+        method="gausslegendre", internal_batch_size=5)[:, 0].abs()
+    ig = get_explainer("integrated_gradients", b, n_steps=8, internal_batch_size=5).explain_batch(imgs, targets)
+    for e, w in zip(ig, ig_want):
+        np.testing.assert_allclose(e.map, w.detach().numpy(), rtol=1e-3, atol=1e-7)
+        assert e.pred_original == pytest.approx(float(b.predict(e.image)[0, b.target_index(e.target)]), abs=1e-5)

@@ -230,7 +230,11 @@ class Explainer:
     @torch.no_grad()
     def predict_target(self, x: torch.Tensor, idx: Sequence[int]) -> np.ndarray:
         """Probability of each row's target class, float64 array of length N."""
-        probs = self.bundle.classifier(x)
+        clf = self.bundle.classifier
+        if callable(getattr(clf, "logits_of", None)):  # one class per row (Attri-Net): its map only
+            k = torch.as_tensor(list(idx), dtype=torch.long, device=x.device)
+            return torch.sigmoid(clf.logits_of(x, k)).double().cpu().numpy()
+        probs = clf(x)
         rows = torch.arange(len(x), device=probs.device)
         return probs[rows, torch.as_tensor(list(idx), device=probs.device)].double().cpu().numpy()
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch import nn
 from captum.attr import (
     GuidedBackprop,
     IntegratedGradients,
@@ -96,10 +97,33 @@ class GradCamParams(CaptumParams):
         "bilinear", "upsampling of the coarse map to R x R")
 
 
+class PerRowTarget(nn.Module):
+    """A classifier that can evaluate one class per row (``logits_of(x, k)``, Attri-Net: one
+    generator pass per class) seen by captum as a one-output model: ``forward(x, k)`` =
+    p(class k_i | x_i) as N x 1, so a gradient of the target does not pay for every class's map.
+    ``k`` travels as captum's ``additional_forward_args`` (expanded with the inputs)."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.classifier.logits_of(x, k))[:, None]
+
+
 class CaptumExplainer(Explainer):
     """Shared batching: one captum call per chunk of ``batch_size`` images."""
 
     Params = CaptumParams
+
+    def captum_model(self, idx: list[int]) -> tuple[nn.Module, Any, Any]:
+        """(model, target, additional_forward_args) for captum: the bundle's classifier with a
+        target per row, or :class:`PerRowTarget` for one that evaluates a class per row."""
+        clf = self.bundle.classifier
+        if callable(getattr(clf, "logits_of", None)):
+            k = torch.as_tensor(list(idx), dtype=torch.long, device=next(clf.parameters()).device)
+            return PerRowTarget(clf), 0, (k,)
+        return clf, idx, None
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         """N x 1 x R x R (or N x 1 x h x w for Grad-CAM) attributions."""
@@ -156,7 +180,8 @@ class GradientExplainer(CaptumExplainer):
     Params = GradientParams
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
-        return Saliency(self.bundle.classifier).attribute(x, target=idx, abs=True)
+        model, target, extra = self.captum_model(idx)
+        return Saliency(model).attribute(x, target=target, abs=True, additional_forward_args=extra)
 
     def reduce(self, attr: torch.Tensor) -> torch.Tensor:
         return attr  # Saliency(abs=True) is already |gradient|
@@ -167,7 +192,8 @@ class GuidedBackpropExplainer(CaptumExplainer):
     Params = GuidedBackpropParams
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
-        return GuidedBackprop(self.bundle.classifier).attribute(x, target=idx)
+        model, target, extra = self.captum_model(idx)
+        return GuidedBackprop(model).attribute(x, target=target, additional_forward_args=extra)
 
 
 class IntegratedGradientsExplainer(CaptumExplainer):
@@ -181,11 +207,13 @@ class IntegratedGradientsExplainer(CaptumExplainer):
 
     def attribute(self, x: torch.Tensor, idx: list[int]) -> torch.Tensor:
         baseline = torch.full_like(x, self.baseline_value())
-        ig = IntegratedGradients(self.bundle.classifier)
+        model, target, extra = self.captum_model(idx)
+        ig = IntegratedGradients(model)
         return ig.attribute(
             x,
             baselines=baseline,
-            target=idx,
+            target=target,
+            additional_forward_args=extra,
             n_steps=self.params["n_steps"],
             method=self.params["method"],
             internal_batch_size=self.params["internal_batch_size"],
