@@ -25,3 +25,10 @@ def test_without_an_autoencoder_frame_zero_is_the_image_itself():
     assert "reconstruction" not in first
     assert reading.frame_caption(steps[2], 2, "Effusion", 0.9) == (
         "Counterfactual frame 2 of 2 · Effusion: lambda = -1, p = 0.20")
+
+
+def test_the_animation_note_says_what_frame_zero_is():
+    with_ae = reading.frame_steps(2, lambdas=[-10.0, 0.0], preds=[0.1, 0.4])
+    without = reading.frame_steps(2, lambdas=[-1.0, 0.0], preds=[0.1, 0.4], reconstruction=False)
+    assert "autoencoder's **reconstruction**" in reading.animation_note(with_ae)
+    assert "no autoencoder" in reading.animation_note(without) and "reconstruction" not in reading.animation_note(without)

@@ -239,12 +239,9 @@ def explanation_tiles(view, media_list) -> None:
                     st.image(data, caption=title, width="stretch",
                              output_format="PNG" if kind != "gif" else "auto")
     if any(k == "gif" for _, _, k in tiles):
-        st.caption(ANIMATION_NOTE)
+        from cfviewer.ui.reading import animation_note
 
-
-ANIMATION_NOTE = (
-    "Heading: the model's probability on the **original** film. Animation: frame 0 is the "
-    "autoencoder's **reconstruction** (both shown), then p on each **changed** image (the bar).")
+        st.caption(animation_note(_frame_info(media_list)[1]))
 
 
 def answer_form(view, highlight: tuple[str, ...] = (),

@@ -117,6 +117,20 @@ def frame_caption(step: FrameStep, last: int, pathology: str, pred_original: flo
     return f"Counterfactual frame {step.step} of {last} · {pathology}: {lam}p = {p(step.prediction)}"
 
 
+ANIMATION_NOTE = (
+    "Heading: the model's probability on the **original** film. Animation: frame 0 is the "
+    "autoencoder's **reconstruction** (both shown), then p on each **changed** image (the bar).")
+ANIMATION_NOTE_NO_AUTOENCODER = (
+    "Heading: the model's probability on the **original** film. Animation: frame 0 is the "
+    "**original** image (this model has no autoencoder), then p on each **changed** image (the bar).")
+
+
+def animation_note(steps: list[FrameStep]) -> str:
+    """The caption under the animation tiles: what frame 0 is (the reconstruction, or the image
+    itself for a model without an autoencoder)."""
+    return ANIMATION_NOTE if not steps or steps[0].reconstruction else ANIMATION_NOTE_NO_AUTOENCODER
+
+
 # --------------------------------------------------------------------------- screens
 @dataclass
 class Screen:
