@@ -353,3 +353,27 @@ def test_post_hoc_maps_of_attrinet_evaluate_only_the_target_class_and_equal_the_
     for e, w in zip(ig, ig_want):
         np.testing.assert_allclose(e.map, w.detach().numpy(), rtol=1e-3, atol=1e-7)
         assert e.pred_original == pytest.approx(float(b.predict(e.image)[0, b.target_index(e.target)]), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "attrinet"])
+def test_deletion_curves_per_target_equal_the_all_outputs_curves(kind):
+    """The benchmark asks the model for each case's target only (Attri-Net: one map instead of
+    six); the curves are those of the whole-output prediction, tie-breaking seeds included."""
+    from cfviewer.evaluation import questions as Q
+    from cfviewer.evaluation.cases import Case
+    from cfviewer.metrics.faithfulness import deletion_curves
+
+    b = random_bundle(resolution=RES, seed=0) if kind == "classifier" else random_attrinet_bundle(resolution=RES)
+    rng = np.random.default_rng(0)
+    cases = [Case(uid=str(i), seed=i, target=b.pathologies[i % 3], image=image(i), mask=np.zeros((RES, RES), bool))
+             for i in range(7)]
+    maps = rng.random((7, RES, RES)).astype(np.float32)
+    got = Q.faithfulness(b, cases, maps, 5)
+    t = np.array([b.target_index(c.target) for c in cases])
+    want = deletion_curves(b.predict, np.stack([c.image for c in cases]), maps, t, np.linspace(0, 1, 6),
+                           baseline="blur")
+    np.testing.assert_allclose(got.aopc, want.aopc, atol=1e-6)
+    np.testing.assert_allclose(got.mean_curve, want.scores.mean(axis=0), atol=1e-6)
+    for i in (0, 4):
+        k = b.target_index(cases[i].target)
+        np.testing.assert_allclose(b.predict_class(cases[i].image, k), b.predict(cases[i].image)[:, k], atol=1e-6)

@@ -95,11 +95,13 @@ def deletion_curves(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     baseline: str | float | np.ndarray = "blur",
     batch_size: int = 32,
+    seeds: Sequence[int] | None = None,
 ) -> DeletionCurves:
     """Deletion curves of N images (N x H x W) with their maps, in batched model calls.
 
     ``target_indices[i]`` is the output column of image i's target. The first fraction must
-    be 0 so that AOPC is measured from the unperturbed score.
+    be 0 so that AOPC is measured from the unperturbed score. ``seeds[i]`` breaks image i's
+    ties in the deletion order (default: i), so a subset keeps the curves of the whole set.
     """
     imgs = np.asarray(images, dtype=np.float32)
     if imgs.ndim == 2:
@@ -123,7 +125,7 @@ def deletion_curves(
 
     def perturbed():  # yields (image index, step index, perturbed image) lazily
         for i in range(n):
-            order = deletion_order(mps[i], seed=i)
+            order = deletion_order(mps[i], seed=i if seeds is None else int(seeds[i]))
             base = make_baseline(imgs[i], baseline).ravel()
             flat = imgs[i].ravel().copy()
             done = 0

@@ -181,6 +181,20 @@ class Bundle:
         return torch.cat(out).float().cpu().numpy()
 
     @torch.no_grad()
+    def predict_class(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray], index: int,
+                      batch_size: int = 32) -> np.ndarray:
+        """Probabilities (N, float32) of output ``index`` only. A classifier that can evaluate one
+        class per row (``logits_of``: Attri-Net, one generator pass per class) is asked for that
+        class alone; any other gives :meth:`predict`'s column."""
+        clf = self.classifier
+        if not callable(getattr(clf, "logits_of", None)):
+            return self.predict(images, batch_size)[:, int(index)]
+        x = self.model_input(images)
+        out = [torch.sigmoid(clf.logits_of(x[i : i + batch_size], int(index)))
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out).float().cpu().numpy()
+
+    @torch.no_grad()
     def reconstruct(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """D(E(x)) as N x R x R float32 in [-1024, 1024]."""
         if self.autoencoder is None:
