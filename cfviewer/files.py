@@ -14,3 +14,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def save_torch_atomic(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file beside ``path`` (its folder created), so an
+    interrupted write never leaves a half checkpoint where a resume would read it."""
+    import torch
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)

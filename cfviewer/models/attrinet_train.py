@@ -56,7 +56,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -116,16 +116,6 @@ class AttriNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> "AttriNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(doc) - known)
-        if unknown:
-            raise AttriNetError(f"Attri-Net config: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
-        cfg = cls(**dict(doc))
-        cfg.validate()
-        return cfg
 
     def validate(self) -> None:
         ints = ("width", "n_res", "n_ones", "critic_width", "critic_layers", "per_class", "n_train")
@@ -265,10 +255,9 @@ def _mean_auc(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from cfviewer.files import save_torch_atomic
+
+    save_torch_atomic(state, path)
 
 
 def train_attrinet(

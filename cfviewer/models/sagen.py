@@ -758,10 +758,9 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from cfviewer.files import save_torch_atomic
+
+    save_torch_atomic(state, path)
 
 
 def train_sagen(
