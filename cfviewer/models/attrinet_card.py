@@ -73,7 +73,7 @@ def render_attrinet_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str
     add(f"- Wall time ({tr.get('device', '?')}): phantoms {number(secs.get('data'), 0)} s, training "
         f"{number(secs.get('training'), 0)} s. Weights on disk: {_weights_size(Path(bundle_dir) if bundle_dir else None)}.")
     add("")
-    L.extend(classification_section(bundle, report, tr))
+    L.extend(classification_section(bundle, report, tr, targets=False))
     if reference is not None:
         add("")
         add(f"### Next to the post-hoc classifier on the same {report['n']} held-out phantoms")
