@@ -74,14 +74,6 @@ class AttriNetExplainer(Explainer):
         out = [self.bundle.classifier.class_maps(x[i:i + mb], idx[i:i + mb]) for i in range(0, len(x), mb)]
         return torch.cat(out), (len(x) + mb - 1) // mb
 
-    @torch.no_grad()
-    def _predict(self, x: torch.Tensor, idx: list[int]) -> tuple[np.ndarray, int]:
-        mb = self.params["max_batch"]
-        clf = self.bundle.classifier
-        out = [torch.sigmoid(clf.logits_of(x[i:i + mb], idx[i:i + mb])).double().cpu().numpy()
-               for i in range(0, len(x), mb)]
-        return np.concatenate(out), (len(x) + mb - 1) // mb
-
     def _explain_tensors(self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any
                          ) -> list[Explanation]:
         if kwargs:
@@ -99,7 +91,7 @@ class AttriNetExplainer(Explainer):
             lam = torch.as_tensor(lambdas, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
             frames = (x - lam * m).clamp(-INPUT_SCALE, INPUT_SCALE)  # N x K x R x R
             flat = frames.reshape(n * k, 1, *frames.shape[-2:])
-            preds, passes_clf = self._predict(flat, [t for t in idx for _ in range(k)])
+            preds, passes_clf = self.predict_in_passes(flat, [t for t in idx for _ in range(k)], self.params["max_batch"])
             preds = preds.reshape(n, k)
         with timer("predict"), torch.no_grad():
             kk = torch.as_tensor(idx, device=x.device)

@@ -238,6 +238,11 @@ class Explainer:
         rows = torch.arange(len(x), device=probs.device)
         return probs[rows, torch.as_tensor(list(idx), device=probs.device)].double().cpu().numpy()
 
+    def predict_in_passes(self, x: torch.Tensor, idx: Sequence[int], max_batch: int) -> tuple[np.ndarray, int]:
+        """:meth:`predict_target` in passes of ``max_batch`` images: (probabilities, passes)."""
+        out = [self.predict_target(x[i:i + max_batch], idx[i:i + max_batch]) for i in range(0, len(x), max_batch)]
+        return np.concatenate(out), (len(x) + max_batch - 1) // max_batch
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(method={self.method!r}, params={self.params})"
 

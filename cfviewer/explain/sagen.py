@@ -116,12 +116,6 @@ class SAGenExplainer(Explainer):
             ga.append(a)
         return torch.cat(gs), torch.cat(ga), (len(x) + mb - 1) // mb
 
-    @torch.no_grad()
-    def _predict(self, x: torch.Tensor, idx: list[int]) -> tuple[np.ndarray, int]:
-        mb = self.params["max_batch"]
-        out = [self.predict_target(x[i:i + mb], idx[i:i + mb]) for i in range(0, len(x), mb)]
-        return np.concatenate(out), (len(x) + mb - 1) // mb
-
     def _explain_tensors(self, x: torch.Tensor, targets: list[str], idx: list[int], **kwargs: Any
                          ) -> list[Explanation]:
         if kwargs:
@@ -147,10 +141,10 @@ class SAGenExplainer(Explainer):
         with timer("frames"):
             frames = path_frames(gs, ga, lambdas)  # N x K x R x R
             flat = frames.reshape(n * k, 1, *frames.shape[-2:])
-            preds, passes_clf = self._predict(flat, [t for t in idx for _ in range(k)])
+            preds, passes_clf = self.predict_in_passes(flat, [t for t in idx for _ in range(k)], self.params["max_batch"])
             preds = preds.reshape(n, k)
         with timer("predict"):
-            pred_original, passes0 = self._predict(x, idx)
+            pred_original, passes0 = self.predict_in_passes(x, idx, self.params["max_batch"])
         timings = {key: v / n for key, v in timer.done().items()}
         thresholds = getattr(self.bundle, "thresholds", None) or {}
         maps = to_map(heat)

@@ -64,6 +64,8 @@ import torch.nn.functional as F
 
 from cfviewer.errors import CfviewerError
 from cfviewer.models.attrinet import AttriCritic, AttriNet, to_unit
+from cfviewer.models.evaluation import youden_threshold
+from cfviewer.models.train import calibrate_classifier, per_pathology_auc, predict_tensor
 
 ATTRINET_TAG = 0x61747472  # "attr": the seed streams of Attri-Net training
 CHECKPOINT = "attrinet_checkpoint.pt"
@@ -230,26 +232,8 @@ def generator_loss(model: AttriNet, critic: AttriCritic, centers: torch.Tensor, 
     return loss, terms
 
 
-@torch.no_grad()
-def predict_logits(model: AttriNet, images: torch.Tensor, device: torch.device, batch: int = 32,
-                   calibrated: bool = True) -> np.ndarray:
-    """N x C log-odds of float16/32 films N x R x R in [-1024, 1024]."""
-    model.eval()
-    out = []
-    c = len(model.pathologies)
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch].to(device=device, dtype=torch.float32)[:, None]
-        n = len(x)
-        k = torch.arange(c, device=device).repeat_interleave(n)
-        m = model.class_maps(x.repeat(c, 1, 1, 1), k)
-        out.append(model.head(m, k, calibrated=calibrated).reshape(c, n).t().cpu())
-    return torch.cat(out).double().numpy()
-
-
-def _mean_auc(labels: np.ndarray, logits: np.ndarray, names: list[str]) -> tuple[float, dict[str, float]]:
-    from cfviewer.models.evaluation import roc_auc
-
-    per = {p: roc_auc(labels[:, i], logits[:, i]) for i, p in enumerate(names)}
+def _mean_auc(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> tuple[float, dict[str, float]]:
+    per = per_pathology_auc(labels, probs, names)
     vals = [v for v in per.values() if np.isfinite(v)]
     return (float(np.mean(vals)) if vals else float("nan")), per
 
@@ -348,7 +332,7 @@ def train_attrinet(
                 "best_auc": best["auc"], "best_step": best["step"], "best_state": best["state"]}
 
     def validate_now() -> None:
-        auc, per = _mean_auc(val_y, predict_logits(model, val_x, dev, calibrated=False), pathologies)
+        auc, per = _mean_auc(val_y, predict_tensor(model, val_x, dev, batch_size=32), pathologies)
         rec = {"step": step, "val_mean_auc": auc, "val_auc": per,
                **{k: float(np.mean(v)) for k, v in running.items() if v},
                "seconds": seconds_before + time.perf_counter() - t0}
@@ -453,8 +437,11 @@ def train_attrinet(
     else:
         final.centers.copy_(centers.detach())
     final.requires_grad_(False)
-    calibration = calibrate(final, val, dev)
-    thresholds, val_auc = youden_thresholds(final, val, dev)
+    calibration = calibrate_classifier(final, val, dev)  # Platt, folded into the regressions
+    val_probs = predict_tensor(final, val.images, dev, batch_size=32)
+    val_y = val.labels.numpy()
+    thresholds = {p: float(youden_threshold(val_y[:, i], val_probs[:, i])) for i, p in enumerate(pathologies)}
+    val_auc = _mean_auc(val_y, val_probs, pathologies)[1]
     doc = {
         "method": "Attri-Net, Sun et al. MIDL 2023",
         "config": config.to_dict(),
@@ -477,34 +464,6 @@ def train_attrinet(
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return AttriNetResult(model=final, doc={**doc, "thresholds": thresholds}, history=history)
-
-
-def calibrate(model: AttriNet, val: Any, device: torch.device) -> dict[str, Any]:
-    """Platt-fit each class's log-odds on ``val`` and fold (a, b) into its regression."""
-    from cfviewer.models.evaluation import expected_calibration_error, platt_fit
-
-    z = predict_logits(model, val.images, device, calibrated=False)
-    y = val.labels.numpy()
-    out: dict[str, Any] = {"method": "platt", "per_pathology": {}}
-    for i, p in enumerate(model.pathologies):
-        a, b = platt_fit(y[:, i], z[:, i])
-        if not a > 0:
-            a, b = 1.0, 0.0
-        before = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-z[:, i])))
-        after = expected_calibration_error(y[:, i], 1 / (1 + np.exp(-(a * z[:, i] + b))))
-        model.calibrate(i, a, b)
-        out["per_pathology"][p] = {"a": a, "b": b, "val_ece_before": before, "val_ece_after": after}
-    return out
-
-
-def youden_thresholds(model: AttriNet, val: Any, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
-    from cfviewer.models.evaluation import roc_auc, youden_threshold
-
-    probs = 1 / (1 + np.exp(-predict_logits(model, val.images, device)))
-    y = val.labels.numpy()
-    thr = {p: float(youden_threshold(y[:, i], probs[:, i])) for i, p in enumerate(model.pathologies)}
-    auc = {p: float(roc_auc(y[:, i], probs[:, i])) for i, p in enumerate(model.pathologies)}
-    return thr, auc
 
 
 # ---------------------------------------------------------------------- a bundle from a reference bundle
