@@ -135,6 +135,7 @@ def test_other_plain_configs_are_bit_identical_to_before(recorded_kernel_digests
     ("label_noise", -0.01, "label_noise"),
     ("anatomy_detail", "yes", "anatomy_detail = 'yes': must be true or false"),
     ("subtle_findings", 1, "subtle_findings = 1: must be true or false"),
+    ("volume_loss", "on", "volume_loss = 'on': must be true or false"),
 ])
 def test_new_fields_are_validated(field, value, message):
     with pytest.raises(PhantomConfigError, match=message):
@@ -282,6 +283,37 @@ def test_subtle_findings_grade_about_a_third_subtle():
     assert 0.2 < share < 0.45, share
     neg = [generate(s, 32, cfg, labels=ALL_OFF).meta["ctr"] for s in range(20)]
     assert max(neg) < 0.5 and max(neg) > 0.46   # normals reach up to the threshold
+
+
+def test_volume_loss_raises_the_collapsed_side_and_changes_nothing_else():
+    """Moderate / obvious plates and lower-lobe collapses raise their own hemidiaphragm, by the
+    recorded elevation, and the Atelectasis mask covers the band the dome moved through; the
+    subtle tier, upper-lobe collapse and every image without atelectasis are as before."""
+    on, off = PhantomConfig(subtle_findings=True, volume_loss=True), PhantomConfig(subtle_findings=True)
+    raised = kept = 0
+    for seed in range(40):
+        a = generate(seed, 64, on, labels={"Atelectasis": 1})
+        b = generate(seed, 64, off, labels={"Atelectasis": 1})
+        f = a.meta["findings"]["Atelectasis"]
+        assert {k: v for k, v in f.items() if k not in ("elevation", "center")} == \
+            {k: v for k, v in b.meta["findings"]["Atelectasis"].items() if k != "center"}
+        key = "dome_right" if f["side"] < 0 else "dome_left"
+        other = "dome_left" if f["side"] < 0 else "dome_right"
+        drop = b.meta["patient"][key] - a.meta["patient"][key]
+        assert a.meta["patient"][other] == b.meta["patient"][other]
+        if f["tier"] > 0 and f["kind"] in ("plate", "lower_lobe"):
+            lo = 0.07 if f["kind"] == "plate" else 0.09
+            assert lo <= f["elevation"] <= 0.17 and drop == pytest.approx(f["elevation"])
+            assert a.masks["Atelectasis"].sum() > b.masks["Atelectasis"].sum()
+            raised += 1
+        else:
+            assert "elevation" not in f and drop == 0.0
+            assert np.array_equal(a.image, b.image) and np.array_equal(a.masks["Atelectasis"], b.masks["Atelectasis"])
+            kept += 1
+        n_on, n_off = generate(seed, 48, on, labels={"Atelectasis": 0}), generate(seed, 48, off, labels={"Atelectasis": 0})
+        assert np.array_equal(n_on.image, n_off.image)
+    assert raised >= 8 and kept >= 8, (raised, kept)
+    assert PhantomConfig.clinical().volume_loss
 
 
 def test_collimation_and_annotation_masks():

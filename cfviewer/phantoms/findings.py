@@ -257,18 +257,53 @@ def graded_ctr(rng: np.random.Generator, positive: bool, severity: float) -> flo
     return _by_tier(severity, ((lo, mid), (mid, 0.5 * (mid + hi)), (0.5 * (mid + hi), hi)), rng, 0.5)
 
 
+def atelectasis_plan(rng: np.random.Generator, sev: float) -> tuple[int, int, str]:
+    """(side, tier, kind) of a graded atelectasis: the first draws of its own stream, so the
+    generator can read them before the anatomy is drawn (volume loss) and the drawer after."""
+    side = int(rng.choice((-1, 1)))
+    t_, _ = tier(sev)
+    u_kind = rng.random()
+    kind = "plate" if t_ == 0 or u_kind < 0.5 else ("lobar" if u_kind < 0.78 else "lower_lobe")
+    return side, t_, kind
+
+
+# Elevation of the ipsilateral hemidiaphragm (body-frame units, 0.05 = 1 cm) by kind and tier
+# (subtle, moderate, obvious). Lower-lobe collapse pulls the dome up most; a plate comes with
+# the small-volume, poorly expanded base it forms in (post-operative, splinting); the subtle
+# tier stays a plate alone. Upper-lobe collapse is left as it was (its fissure already shows it).
+ELEVATION = {
+    "plate": ((0.0, 0.0), (0.07, 0.1), (0.09, 0.13)),
+    "lower_lobe": ((0.0, 0.0), (0.09, 0.13), (0.12, 0.17)),
+}
+
+
+def volume_loss_elevation(kind: str, t_: int, rng: np.random.Generator) -> float:
+    """How far the hemidiaphragm on the collapsed side rises (0 = no volume-loss sign)."""
+    lo, hi = ELEVATION.get(kind, ((0.0, 0.0),) * 3)[t_]
+    return float(rng.uniform(lo, hi)) if hi > 0 else 0.0
+
+
+def volume_loss_mask(f: Frame, p: Patient, side: int, elevation: float) -> np.ndarray:
+    """Where the raised hemidiaphragm changed the film: between its dome and where it was
+    (elevation lower), from beside the spine to the chest wall, with a small margin."""
+    d = f.x * F32(side)
+    y_new = diaphragm_y(p, side, d)
+    m = F32(0.015)
+    band = (f.y >= y_new - m) & (f.y <= y_new + F32(elevation) + m)
+    return band & (d > F32(0.08)) & (d < lung_lateral(p, f.y) + m)
+
+
 def atelectasis_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.random.Generator, sev: float,
                        ctx: dict) -> None:
     """Subtle: a thin (3-4 mm) plate in a lower zone. Moderate/obvious: thicker plates, an
     upper-lobe wedge, or a lower-lobe collapse (a triangle behind the heart / against the spine
-    that hides the medial hemidiaphragm)."""
-    side = int(rng.choice((-1, 1)))
-    t_, _ = tier(sev)
+    that hides the medial hemidiaphragm). With PhantomConfig.volume_loss the moderate and obvious
+    plates and lower-lobe collapses also raise their hemidiaphragm (ctx["volume_loss"], set by the
+    generator before the anatomy is drawn), and the mask takes in the band the dome moved through."""
+    side, t_, kind = atelectasis_plan(rng, sev)
     lung = a.lung[side]
-    u_kind = rng.random()
     heart = a.extra["heart_soft"]
-    if t_ == 0 or u_kind < 0.5:
-        kind = "plate"
+    if kind == "plate":
         t = _by_tier(sev, ((0.014, 0.022), (0.022, 0.034), (0.032, 0.046)), rng)
         L = _by_tier(sev, ((0.15, 0.24), (0.2, 0.3), (0.24, 0.36)), rng)
         for _ in range(50):
@@ -285,8 +320,7 @@ def atelectasis_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rando
         e.air_scale *= 1.0 - F32(0.3) * band
         mask = soft_mask(band, 0.3)
         info = {"kind": kind, "side": side, "center": (cx, cy), "length": L, "thickness": t}
-    elif u_kind < 0.78:
-        kind = "lobar"
+    elif kind == "lobar":
         d = f.x * F32(side)
         hil = (0.13, rng.uniform(-0.14, -0.06))
         lat_y = rng.uniform(-0.5, -0.36) if t_ == 1 else rng.uniform(-0.4, -0.28)
@@ -302,7 +336,6 @@ def atelectasis_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rando
         mask = soft_mask(wedge, 0.3)
         info = {"kind": kind, "side": side, "fissure": (hil, (lat_d, lat_y))}
     else:
-        kind = "lower_lobe"
         d = f.x * F32(side)
         hy = rng.uniform(-0.1, 0.0)
         ld = _by_tier(sev, ((0.24, 0.3), (0.28, 0.36), (0.34, 0.44)), rng)
@@ -316,6 +349,10 @@ def atelectasis_graded(f: Frame, p: Patient, a: Anatomy, e: Edits, rng: np.rando
         mask = soft_mask(wedge, 0.3)
         info = {"kind": kind, "side": side, "lateral_edge": ld}
     info["tier"] = t_
+    vl = ctx.get("volume_loss")
+    if vl:   # the hemidiaphragm was raised before the anatomy was drawn (PhantomConfig.volume_loss)
+        mask = mask | volume_loss_mask(f, p, side, vl["elevation"])
+        info["elevation"] = vl["elevation"]
     e.masks["Atelectasis"] = mask
     e.meta["Atelectasis"] = info
 

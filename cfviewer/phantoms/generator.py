@@ -21,7 +21,8 @@ from cfviewer import PATHOLOGIES
 from cfviewer.errors import CfviewerError
 from cfviewer.phantoms.anatomy import AnatomyOptions, draw_anatomy, sample_patient
 from cfviewer.phantoms.confounders import CONFOUNDERS, annotation, chest_tube, collimation, marker
-from cfviewer.phantoms.findings import CTR_GRADED, DRAWERS, GRADED_DRAWERS, Edits, graded_ctr, sample_ctr, tier
+from cfviewer.phantoms.findings import (CTR_GRADED, DRAWERS, GRADED_DRAWERS, Edits, atelectasis_plan, graded_ctr,
+                                        sample_ctr, tier, volume_loss_elevation)
 from cfviewer.phantoms.mimics import DRAW as MIMIC_DRAW, MIMIC_KINDS, mask_name as mimic_mask_name
 from cfviewer.phantoms.raster import make_frame
 
@@ -43,11 +44,12 @@ CLINICAL_PRESET: dict = {
     "annotation_probability": 0.3,
     "anatomy_detail": True,
     "subtle_findings": True,
+    "volume_loss": True,
 }
 
 _PROBABILITY_FIELDS = ("mimic_probability", "ap_fraction", "low_inspiration_probability",
                        "collimation_probability", "annotation_probability")
-_FLAG_FIELDS = ("anatomy_detail", "subtle_findings")
+_FLAG_FIELDS = ("anatomy_detail", "subtle_findings", "volume_loss")
 MAX_LABEL_NOISE = 0.5
 
 
@@ -79,6 +81,10 @@ class PhantomConfig:
     subtle_findings: findings graded subtle / moderate / obvious by thirds of the severity (the
         subtle third is genuinely subtle: see phantoms.findings) and a continuous CTR
         (normals 0.38-0.50, subtle cardiomegaly 0.505-0.54).
+    volume_loss (with subtle_findings): moderate and obvious plate atelectasis and lower-lobe
+        collapse raise the hemidiaphragm on their side (plates 1.4-2.6 cm, lower lobe 1.8-3.4 cm), the
+        sign of lost volume a radiologist looks for; the Atelectasis mask includes the band the
+        dome moved through. Subtle plates stay a thin line alone.
     """
 
     size: int = 224
@@ -96,6 +102,7 @@ class PhantomConfig:
     annotation_probability: float = 0.0
     anatomy_detail: bool = False
     subtle_findings: bool = False
+    volume_loss: bool = False
 
     @classmethod
     def clinical(cls, **overrides) -> PhantomConfig:
@@ -115,6 +122,8 @@ class PhantomConfig:
           a model must learn to ignore (the text follows the projection, like real films).
         - anatomy_detail, subtle_findings: on (a shaped heart, hila, abdomen, breasts; a third
           of the findings subtle, so no pathology is trivially separable).
+        - volume_loss: on (atelectasis beyond the subtle tier shows the raised hemidiaphragm of
+          lost volume, as real collapse does).
         """
         return cls(**{**CLINICAL_PRESET, **overrides})
 
@@ -161,7 +170,7 @@ class PhantomConfig:
     @property
     def realism(self) -> bool:
         """Whether any opt-in realism feature is on."""
-        return bool(self.anatomy_detail or self.subtle_findings or self.label_noise
+        return bool(self.anatomy_detail or self.subtle_findings or self.volume_loss or self.label_noise
                     or any(getattr(self, n) for n in _PROBABILITY_FIELDS))
 
 
@@ -219,12 +228,24 @@ def _resolve_labels(labels: Mapping[str, int] | None) -> dict[str, int]:
 # mimic kind / pathology) so turning one feature on never moves another's draws.
 _STREAM = 7
 K_LABEL_NOISE, K_PROJECTION, K_INSPIRATION, K_DETAIL, K_COLLIMATION, K_ANNOTATION, K_CTR, K_BREAST, \
-    K_SCAPULA = range(1, 10)
+    K_SCAPULA, K_VOLUME_LOSS = range(1, 11)
 K_MIMIC, K_GRADED = 20, 40
 
 
 def _stream(seed: int, key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _STREAM, key]))
+
+
+def _volume_loss(config: PhantomConfig, seed: int, lab: Mapping[str, int], sev: Mapping[str, float]) -> dict | None:
+    """{"side", "elevation"} when this phantom's atelectasis raises its hemidiaphragm: its side
+    and kind are read from the drawer's own stream (findings.atelectasis_plan), the elevation
+    from the volume-loss stream."""
+    if not (config.volume_loss and config.subtle_findings and lab["Atelectasis"]):
+        return None
+    i = PATHOLOGIES.index("Atelectasis")
+    side, t_, kind = atelectasis_plan(_stream(seed, K_GRADED + i), sev["Atelectasis"])
+    elevation = volume_loss_elevation(kind, t_, _stream(seed, K_VOLUME_LOSS))
+    return {"side": side, "elevation": elevation} if elevation > 0 else None
 
 
 def _anatomy_options(config: PhantomConfig, seed: int, ap: bool, low: bool,
@@ -306,12 +327,16 @@ def generate(seed: int, size: int | None = None, config: PhantomConfig | None = 
         patient = replace(patient, dome_right=patient.dome_right - rise, dome_left=patient.dome_left - rise)
     if ap:
         angle += prj.uniform(-0.04, 0.04)
+    volume_loss = _volume_loss(config, seed, lab, sev)
+    if volume_loss:   # the collapsed side's dome rises before the anatomy is drawn
+        key = "dome_right" if volume_loss["side"] < 0 else "dome_left"
+        patient = replace(patient, **{key: getattr(patient, key) - volume_loss["elevation"]})
     frame = make_frame(size, tx, ty, scale, angle)
     opts = _anatomy_options(config, seed, ap, low, prj, ins)
     anat = draw_anatomy(frame, patient, opts)
 
     edits = Edits.empty(size)
-    ctx = {"projection": "AP" if ap else "PA"}
+    ctx = {"projection": "AP" if ap else "PA", "volume_loss": volume_loss}
     for i, p in enumerate(PATHOLOGIES):
         if lab[p] and p in DRAWERS:
             if config.subtle_findings:
