@@ -29,6 +29,7 @@ from cfviewer.models.sagen import (
     SAGenStaleError,
     SAGenStopped,
     classification_loss,
+    classifier_identity,
     detach_sagen,
     evaluate_sagen,
     get_preset,
@@ -472,6 +473,22 @@ def test_continue_starts_from_the_bundles_generators_and_records_them(tmp_path, 
     assert doc["training"]["steps"] == 2 and doc["training"]["continued_from"]["continued_from"]["steps"] == 2
     after = torch.load(d / SAGEN_PT, weights_only=True)
     assert any(not torch.equal(first[k], after[k]) for k in first)
+    assert doc["training"]["continued_from"]["classifier_changed"] is False
+    # the classifier is retrained: its stale generators refuse to load, --continue warm-starts from them
+    b = Bundle.load(d, device="cpu")
+    with torch.no_grad():
+        next(b.classifier.parameters()).add_(0.05)
+    torch.save(b.classifier.state_dict(), d / "classifier.pt")
+    with pytest.raises(SAGenStaleError, match="another classifier"):
+        load_sagen(Bundle.load(d, device="cpu"))
+    stale = torch.load(d / SAGEN_PT, weights_only=True)
+    assert main(base + ["--epochs", "0", "--continue"]) == 0
+    warm = json.loads((d / SAGEN_JSON).read_text())
+    assert warm["training"]["continued_from"]["classifier_changed"] is True
+    assert warm["classifier"]["identity"] == classifier_identity(Bundle.load(d, device="cpu"))
+    now = torch.load(d / SAGEN_PT, weights_only=True)
+    assert all(torch.equal(stale[k], now[k]) for k in stale)
+    load_sagen(Bundle.load(d, device="cpu"))   # no longer stale
     fresh = json.loads((d / SAGEN_JSON).read_text())
     assert main(base + ["--epochs", "1", "--widths", "8,16,32", "--continue"]) == 2
     assert "another architecture" in capsys.readouterr().err

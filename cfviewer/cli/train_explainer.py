@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
     s.add_argument("--continue", dest="continue_", action="store_true",
                    help="start from the generators the bundle has (more epochs on a finished run, e.g. "
-                        "with another --lr or --beta; the checkpoint of that run is not needed)")
+                        "with another --lr or --beta; the checkpoint of that run is not needed), also "
+                        "when the bundle's classifier was retrained since: a warm start for the new one")
     s.add_argument("--work-dir", type=Path, default=None,
                    help="checkpoints + phantom cache (default ~/.cache/cfviewer/sagen/<hash of --bundle>)")
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")

@@ -1001,21 +1001,34 @@ def continue_sha256(bundle: Any) -> str:
 
 def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, Any]:
     """Load the bundle's current generators into ``gen`` (a run that continues them); their
-    sagen.json training summary, for the new one."""
+    sagen.json training summary, for the new one. Generators trained against an earlier
+    classifier of the bundle (retrained since) are a warm start for the new one: they are
+    loaded without the identity check of :func:`load_sagen` and the summary says so
+    (``classifier_changed``)."""
     got = continue_sha256(bundle)
     if got != config.continue_from:
         raise SAGenError(f"the bundle's {SAGEN_PT} (sha256 {got[:12]}) is not the one this run continues "
                          f"({str(config.continue_from)[:12]}); start again with --continue")
-    old = load_sagen(bundle)
+    d = _bundle_dir(bundle)
+    try:
+        doc = json.loads((d / SAGEN_JSON).read_text())
+        old = SAGen(**(doc.get("model") or {}).get("config", {}))
+        state = torch.load(d / SAGEN_PT, map_location="cpu", weights_only=True)
+        old.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - a missing/bad json or a state that does not fit
+        raise SAGenError(f"--continue: the bundle's {SAGEN_PT} + {SAGEN_JSON} cannot be read "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                         f"train afresh without --continue") from None
     if old.config() != gen.config():
         raise SAGenError(f"the bundle's generators have another architecture ({old.config()}) than this run "
                          f"({gen.config()}); pass the same --widths / --preset")
     gen.load_state_dict(old.state_dict())
-    doc = sagen_doc(bundle)
     tr = dict(doc.get("training") or {})
+    ident = (doc.get("classifier") or {}).get("identity")
     return {"sagen_pt_sha256": got, "config": tr.get("config"), "steps": tr.get("steps"),
             "history": tr.get("history"), "continued_from": tr.get("continued_from"),
-            "validation": doc.get("validation")}
+            "validation": doc.get("validation"), "classifier_identity": ident,
+            "classifier_changed": ident != classifier_identity(bundle)}
 
 
 def _accumulate(running: dict[str, list[float]], loss: float, terms: Mapping[str, torch.Tensor]) -> None:
