@@ -433,6 +433,12 @@ def test_training_splits_walk_the_init_from_chain():
     assert training_splits(child) == [("stage 1 train", 11, 500), ("stage 1 val", 12, 50),
                                       ("stage 2 train", 21, 400), ("stage 2 val", 22, 40)]
     assert training_splits(None) == []
+    # three stages as run_training records them: the grandparent beside the parent's training
+    grandchild = {"data_seeds": {"train": 31, "val": 32}, "n_train": 300, "n_val": 30,
+                  "init_from": {"config_file": "s2.json", "training": {k: v for k, v in child.items() if k != "init_from"},
+                                "init_from": child["init_from"]}}
+    assert [s for s, _, _ in training_splits(grandchild)] == [
+        "stage 1 train", "stage 1 val", "stage 2 train", "stage 2 val", "stage 3 train", "stage 3 val"]
 
     class Fake:
         meta = {"training": child}

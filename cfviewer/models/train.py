@@ -573,6 +573,10 @@ def training_chain(training: Mapping[str, Any] | None) -> list[Mapping[str, Any]
         stages.append(t)
         parent = t.get("init_from")
         t = parent.get("training") if isinstance(parent, Mapping) else None
+        # run_training records a parent as {config_file, training (without its init_from),
+        # init_from}: the grandparent sits beside the parent's training record
+        if isinstance(t, Mapping) and "init_from" not in t and isinstance(parent.get("init_from"), Mapping):
+            t = {**t, "init_from": parent["init_from"]}
     return stages[::-1]
 
 
