@@ -318,6 +318,6 @@ def _ensure_loaded() -> None:
     global _LOADED
     if _LOADED:
         return
-    from cfviewer.explain import adversarial, attrinet, augment, baselines, latentshift, sagen  # noqa: F401
+    from cfviewer.explain import adversarial, attrinet, augment, baselines, inpainting, latentshift, sagen  # noqa: F401
 
     _LOADED = True
