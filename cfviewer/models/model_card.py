@@ -9,6 +9,7 @@ and negatives) and the chest-tube shortcut for Pneumothorax.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import time
 from pathlib import Path
@@ -319,6 +320,58 @@ def counterfactual_section(report: dict[str, Any]) -> list[str]:
     return L
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def inpainting_section(bundle_dir: str | Path | None) -> list[str]:
+    """The inpainting attribution's models beside the bundle, from what their training recorded
+    (DIR/inpainter.json: the marginalisation check of the paper's Fig. 1c; DIR/masknet.json: the
+    mask network's validation); nothing when the bundle has neither."""
+    if bundle_dir is None:
+        return []
+    d = Path(bundle_dir)
+    inp, mn = _read_json(d / "inpainter.json"), _read_json(d / "masknet.json")
+    if inp is None and mn is None:
+        return []
+    L = ["", "## Inpainting attribution: the inpainter and the mask network", ""]
+    v = (inp or {}).get("validation") or {}
+    m = v.get("marginalisation") or {}
+    if m:
+        hh = m.get("hole_error_healthy") or v.get("healthy_holes") or {}
+        L += [f"Partial-convolution inpainter (`inpainter.pt`, trained on healthy phantoms of this domain; "
+              f"`cfviewer train-explainer inpainter`). Marginalisation check on {m.get('n_images')} held-out "
+              "phantoms (the paper's Fig. 1c): the classifier's AUC on the images, with random healthy regions "
+              f"inpainted ({100 * float(m.get('healthy_hole_share') or 0):.0f} % of the image, outside every "
+              "finding; the paper: within about 0.01) and with each positive's own finding inpainted; below = "
+              "share of the positives the classifier called positive that fall below its threshold once the "
+              f"finding is inpainted. Hole error on healthy held-out images: MAE {number(hh.get('hole_mae'), 1)} "
+              "of 2048.", "",
+              "| pathology | AUC | AUC, healthy regions inpainted | AUC, finding inpainted | below threshold | mean drop |",
+              "|---|---|---|---|---|---|"]
+        for name, r in (m.get("per_pathology") or {}).items():
+            L.append(f"| {name} | {number(r.get('auc_original'))} | {number(r.get('auc_healthy_inpainted'))} | "
+                     f"{number(r.get('auc_pathology_inpainted'))} | {number(r.get('share_below_threshold'), 2)} | "
+                     f"{number(r.get('mean_prediction_drop'))} |")
+        L.append(f"| **mean** | {number(m.get('mean_auc_original'))} | {number(m.get('mean_auc_healthy_inpainted'))} | "
+                 f"{number(m.get('mean_auc_pathology_inpainted'))} | {number(m.get('mean_share_below_threshold'), 2)} | "
+                 f"{number(m.get('mean_prediction_drop'))} |")
+    val = (mn or {}).get("validation") or {}
+    if mn is not None:
+        L += ["", "Mask network of `inpainting` (`masknet.pt`, `cfviewer train-explainer masknet`), on held-out "
+              "(image, pathology) pairs the classifier calls positive: success = the binary mask brings the "
+              "prediction on the inpainted image to the threshold or below within the area limit."]
+        if val:
+            L += ["", "| pairs | success | mean mask area | mean prediction after inpainting | loss |", "|---|---|---|---|---|",
+                  f"| {val.get('pairs')} | {number(val.get('success'), 2)} | {number(val.get('mean_area'))} | "
+                  f"{number(val.get('mean_p'))} | {number(val.get('loss'))} |"]
+    return L
+
+
 def _weights_size(bundle_dir: Path | None) -> str:
     if bundle_dir is None or not Path(bundle_dir).is_dir():
         return "n/a"
@@ -511,6 +564,7 @@ def render_model_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str | 
                 "reconstruction next to the original.")
     L.extend(shortcut_section(bundle, report))
     L.extend(counterfactual_section(report))
+    L.extend(inpainting_section(bundle_dir))
     add("")
     hist = tr.get("classifier_history") or []
     if hist:
