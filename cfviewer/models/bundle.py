@@ -331,6 +331,35 @@ class Bundle:
         return bundle
 
 
+def companion_dir(bundle: Any) -> Path | None:
+    """The folder of a loaded bundle (None for one built in memory)."""
+    d = getattr(bundle, "directory", None)
+    return Path(d) if d is not None else None
+
+
+def read_companion_doc(bundle: Any, pt_name: str, json_name: str, fmt: str, version: int, *,
+                       fix: str, in_memory: str, missing: str, missing_error: type[Exception],
+                       error: type[Exception]) -> tuple[Path, dict[str, Any]]:
+    """(weights path, JSON document) of a model trained for a bundle and saved beside it
+    (DIR/<pt_name> + DIR/<json_name>: SAGen generators, the inpainter, the mask network).
+    Raises ``missing_error(in_memory)`` for a bundle built in memory, ``missing_error(missing
+    with {d} = the folder)`` when a file is absent, ``error`` naming ``fix`` when the JSON is
+    unreadable or of another format / version. Identity checks and loading stay with the caller."""
+    d = companion_dir(bundle)
+    if d is None:
+        raise missing_error(in_memory)
+    pt, js = d / pt_name, d / json_name
+    if not pt.is_file() or not js.is_file():
+        raise missing_error(missing.format(d=d))
+    try:
+        doc = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{js} is not valid JSON ({exc}); retrain with `{fix}`") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("version") != version:
+        raise error(f"{js}: not a {fmt} version {version} file; retrain with `{fix}`")
+    return pt, doc
+
+
 def resize_to_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     """N x 1 x H x W square films resized (bilinear, antialiased) to ``resolution`` and clipped
     to [-1024, 1024]: the resize of :meth:`Bundle.model_input`, also used to make training

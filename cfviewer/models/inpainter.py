@@ -385,23 +385,16 @@ def load_inpainter(bundle: Any) -> PCInpainter:
         if next(mod.parameters()).device != torch.device(bundle.device):
             mod.to(bundle.device)
         return mod
-    d = _bundle_dir(bundle)
-    if d is None:
-        raise InpainterMissingError(
-            "this bundle has no inpainter (it was built in memory: train one with "
-            "cfviewer.models.inpainter.train_inpainter or attach_inpainter, or load a bundle folder that has "
-            f"{INPAINTER_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`")
-    pt, js = d / INPAINTER_PT, d / INPAINTER_JSON
-    if not pt.is_file() or not js.is_file():
-        raise InpainterMissingError(
-            f"the bundle {d} has no trained inpainter ({INPAINTER_PT} + {INPAINTER_JSON} are missing); "
-            f"train it with `{_fix(bundle)}`")
-    try:
-        doc = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InpainterError(f"{js} is not valid JSON ({exc}); retrain with `{_fix(bundle)}`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise InpainterError(f"{js}: not a {FORMAT} version {VERSION} file; retrain with `{_fix(bundle)}`")
+    from cfviewer.models.bundle import read_companion_doc
+
+    pt, doc = read_companion_doc(
+        bundle, INPAINTER_PT, INPAINTER_JSON, FORMAT, VERSION, fix=_fix(bundle),
+        in_memory="this bundle has no inpainter (it was built in memory: train one with "
+                  "cfviewer.models.inpainter.train_inpainter or attach_inpainter, or load a bundle folder that "
+                  f"has {INPAINTER_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`",
+        missing=f"the bundle {{d}} has no trained inpainter ({INPAINTER_PT} + {INPAINTER_JSON} are missing); "
+                f"train it with `{_fix(bundle)}`",
+        missing_error=InpainterMissingError, error=InpainterError)
     cfg = dict((doc.get("model") or {}).get("config") or {})
     if int(cfg.get("resolution", -1)) != int(bundle.resolution):
         raise InpainterResolutionError(
@@ -412,10 +405,10 @@ def load_inpainter(bundle: Any) -> PCInpainter:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         mod.load_state_dict(state)
     except InpainterError as exc:
-        raise InpainterError(f"{js}: {exc}; retrain with `{_fix(bundle)}`") from None
+        raise InpainterError(f"{pt.with_name(INPAINTER_JSON)}: {exc}; retrain with `{_fix(bundle)}`") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise InpainterError(f"{pt} does not fit {js} ({type(exc).__name__}: {first}); "
+        raise InpainterError(f"{pt} does not fit {pt.with_name(INPAINTER_JSON)} ({type(exc).__name__}: {first}); "
                              f"retrain with `{_fix(bundle)}`") from None
     return attach_inpainter(bundle, mod, doc)
 

@@ -706,23 +706,17 @@ def load_masknet(bundle: Any) -> MaskNet:
         if next(net.parameters()).device != torch.device(bundle.device):
             net.to(bundle.device)
         return net
-    d = _bundle_dir(bundle)
-    if d is None:
-        raise MaskNetMissingError(
-            "this bundle has no inpainting mask network (it was built in memory: train one with "
-            "cfviewer.models.masknet.train_masknet or attach_masknet, or load a bundle folder that has "
-            f"{MASKNET_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`")
-    pt, js = d / MASKNET_PT, d / MASKNET_JSON
-    if not pt.is_file() or not js.is_file():
-        raise MaskNetMissingError(
-            f"the bundle {d} has no trained inpainting mask network ({MASKNET_PT} + {MASKNET_JSON} are missing); "
-            f"train it with `{fix_command(bundle)}` (after its inpainter: `{inpainter_fix_command(bundle)}`)")
-    try:
-        doc = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MaskNetError(f"{js} is not valid JSON ({exc}); retrain with `{fix_command(bundle)}`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise MaskNetError(f"{js}: not a {FORMAT} version {VERSION} file; retrain with `{fix_command(bundle)}`")
+    from cfviewer.models.bundle import read_companion_doc
+
+    pt, doc = read_companion_doc(
+        bundle, MASKNET_PT, MASKNET_JSON, FORMAT, VERSION, fix=fix_command(bundle),
+        in_memory="this bundle has no inpainting mask network (it was built in memory: train one with "
+                  "cfviewer.models.masknet.train_masknet or attach_masknet, or load a bundle folder that has "
+                  f"{MASKNET_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`",
+        missing=f"the bundle {{d}} has no trained inpainting mask network ({MASKNET_PT} + {MASKNET_JSON} are "
+                f"missing); train it with `{fix_command(bundle)}` (after its inpainter: "
+                f"`{inpainter_fix_command(bundle)}`)",
+        missing_error=MaskNetMissingError, error=MaskNetError)
     want = classifier_identity(bundle)
     got = (doc.get("classifier") or {}).get("identity")
     if got != want:
@@ -736,7 +730,7 @@ def load_masknet(bundle: Any) -> MaskNet:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise MaskNetError(f"{pt} does not fit {js} ({type(exc).__name__}: {first}); "
+        raise MaskNetError(f"{pt} does not fit {pt.with_name(MASKNET_JSON)} ({type(exc).__name__}: {first}); "
                            f"retrain with `{fix_command(bundle)}`") from None
     return attach_masknet(bundle, net, doc)
 

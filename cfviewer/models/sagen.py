@@ -550,23 +550,16 @@ def load_sagen(bundle: Any) -> SAGen:
         if next(gen.parameters()).device != torch.device(dev):
             gen.to(dev)
         return gen
-    d = _bundle_dir(bundle)
-    if d is None:
-        raise SAGenMissingError(
-            "this bundle has no SAGen generators (it was built in memory: train them with "
-            "cfviewer.models.sagen.train_sagen or attach_sagen, or load a bundle folder that has "
-            f"{SAGEN_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`")
-    pt, js = d / SAGEN_PT, d / SAGEN_JSON
-    if not pt.is_file() or not js.is_file():
-        raise SAGenMissingError(
-            f"the bundle {d} has no trained SAGen generators ({SAGEN_PT} + {SAGEN_JSON} are missing); "
-            f"train them with `{_fix(bundle)}`")
-    try:
-        doc = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SAGenError(f"{js} is not valid JSON ({exc}); retrain with `{_fix(bundle)}`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise SAGenError(f"{js}: not a {FORMAT} version {VERSION} file; retrain with `{_fix(bundle)}`")
+    from cfviewer.models.bundle import read_companion_doc
+
+    pt, doc = read_companion_doc(
+        bundle, SAGEN_PT, SAGEN_JSON, FORMAT, VERSION, fix=_fix(bundle),
+        in_memory="this bundle has no SAGen generators (it was built in memory: train them with "
+                  "cfviewer.models.sagen.train_sagen or attach_sagen, or load a bundle folder that has "
+                  f"{SAGEN_PT}); for a saved bundle run `{FIX_COMMAND.format(dir='DIR')}`",
+        missing=f"the bundle {{d}} has no trained SAGen generators ({SAGEN_PT} + {SAGEN_JSON} are missing); "
+                f"train them with `{_fix(bundle)}`",
+        missing_error=SAGenMissingError, error=SAGenError)
     want = classifier_identity(bundle)
     got = (doc.get("classifier") or {}).get("identity")
     if got != want:
@@ -581,7 +574,7 @@ def load_sagen(bundle: Any) -> SAGen:
     except SAGenError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise SAGenError(f"{pt} does not fit {js} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+        raise SAGenError(f"{pt} does not fit {pt.with_name(SAGEN_JSON)} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                          f"retrain with `{_fix(bundle)}`") from None
     return attach_sagen(bundle, gen, doc)
 
