@@ -334,6 +334,24 @@ def test_a_network_of_another_classifier_is_refused(trained, tmp_path):
         get_explainer("inpainting", b)
 
 
+def test_a_network_trained_through_another_inpainter_is_refused(trained, tmp_path):
+    from cfviewer.files import sha256_file
+    from cfviewer.models.inpainter import INPAINTER_PT, save_inpainter
+
+    d, _, _ = trained
+    other = tmp_path / "b"
+    shutil.copytree(d, other)
+    save_inpainter(random_inpainter(RES, seed=3), other, {"format": "test"})
+    doc = json.loads((other / MASKNET_JSON).read_text())
+    doc["inpainter"] = {"file": INPAINTER_PT, "sha256": "0" * 64}
+    (other / MASKNET_JSON).write_text(json.dumps(doc))
+    with pytest.raises(MaskNetStaleError, match=f"another inpainter.*cfviewer train-explainer masknet --bundle {other}"):
+        load_masknet(Bundle.load(other, device="cpu"))
+    doc["inpainter"]["sha256"] = sha256_file(other / INPAINTER_PT)
+    (other / MASKNET_JSON).write_text(json.dumps(doc))
+    load_masknet(Bundle.load(other, device="cpu"))   # the inpainter it was trained through: loads
+
+
 # ---------------------------------------------------------------- the explainers
 def test_both_explainers_are_registered_and_the_network_one_is_one_pass(rb, data):
     assert {"inpainting", "inpainting-iterative"} <= set(list_explainers())

@@ -723,6 +723,19 @@ def load_masknet(bundle: Any) -> MaskNet:
         raise MaskNetStaleError(
             f"the mask network in {pt} was trained against another classifier or other thresholds "
             f"(identity {got}, this bundle's classifier is {want}); retrain it with `{fix_command(bundle)}`")
+    trained_through = (doc.get("inpainter") or {}).get("sha256")
+    from cfviewer.models.inpainter import INPAINTER_PT
+
+    inp_pt = pt.with_name(INPAINTER_PT)
+    if trained_through and inp_pt.is_file():
+        from cfviewer.files import sha256_file
+
+        now = sha256_file(inp_pt)
+        if now != trained_through:
+            raise MaskNetStaleError(
+                f"the mask network in {pt} was trained through another inpainter (sha256 {trained_through[:12]}; "
+                f"the bundle's {INPAINTER_PT} is {now[:12]}): its masks are what that inpainter needed; "
+                f"retrain it with `{fix_command(bundle)}`")
     try:
         net = MaskNet(**(doc.get("model") or {}).get("config", {}))
         net.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
