@@ -35,6 +35,7 @@ import torch
 
 from cfviewer.errors import BundleError
 from cfviewer.explain.base import Explainer, Explanation, ExplainerParams, Timer, param, register, to_map
+from cfviewer.explain.path import path_lambdas
 from cfviewer.models.attrinet import INPUT_SCALE, is_attrinet, to_grey_levels
 
 
@@ -46,11 +47,6 @@ class AttriNetParams(ExplainerParams):
                             "darkens the film (False)")
     n_frames: int = param(10, "frames on the straight path from x + M_c(x) to x, both included", minimum=2)
     max_batch: int = param(32, "images per Attri-Net pass (memory vs speed)", minimum=1)
-
-
-def path_lambdas(n_frames: int) -> np.ndarray:
-    """``linspace(-1, 0, n_frames)``: -1 = x + M_c(x) (the counterfactual, first), 0 = x."""
-    return np.linspace(-1.0, 0.0, int(n_frames))
 
 
 class AttriNetExplainer(Explainer):

@@ -72,6 +72,7 @@ from cfviewer.explain.base import (
     register,
     to_map,
 )
+from cfviewer.explain.path import path_frames, path_lambdas
 from cfviewer.models.masknet import (
     Objective,
     iterative_search,
@@ -82,17 +83,6 @@ from cfviewer.models.masknet import (
     target_logits,
     unsupported_classifier_error,
 )
-
-
-def path_lambdas(n_frames: int) -> np.ndarray:
-    """``linspace(-1, 0, n_frames)``: -1 = pi(M) (the counterfactual, first), 0 = x."""
-    return np.linspace(-1.0, 0.0, int(n_frames))
-
-
-def path_frames(x: torch.Tensor, cf: torch.Tensor, lambdas: np.ndarray) -> torch.Tensor:
-    """N x K x R x R frames x - lambda (cf - x) of N x 1 x R x R pairs."""
-    lam = torch.as_tensor(lambdas, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x - lam * (cf - x)
 
 
 def pack_mask(mask: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from cfviewer.explain.base import (
     to_map,
 )
 from cfviewer.explain.latentshift.checks import decision_record
+from cfviewer.explain.path import path_frames, path_lambdas
 from cfviewer.models.data import warp
 from cfviewer.models.sagen import load_sagen, sagen_doc
 
@@ -69,17 +70,6 @@ class SAGenParams(AffineParams):
     vflip: bool = param(True, "random vertical flips, probability 0.5 (Table II)")
     n_frames: int = param(10, "frames on the straight path from g_s(x) to g_a(x), both included", minimum=2)
     max_batch: int = param(32, "images per generator / classifier pass (memory vs speed)", minimum=1)
-
-
-def path_lambdas(n_frames: int) -> np.ndarray:
-    """``linspace(-1, 0, n_frames)``: -1 = g_a(x) (the counterfactual, first), 0 = g_s(x)."""
-    return np.linspace(-1.0, 0.0, int(n_frames))
-
-
-def path_frames(gs: torch.Tensor, ga: torch.Tensor, lambdas: np.ndarray) -> torch.Tensor:
-    """N x K x R x R frames x(lambda) = g_s - lambda (g_a - g_s) of N x 1 x R x R pairs."""
-    lam = torch.as_tensor(lambdas, dtype=gs.dtype, device=gs.device).view(1, -1, 1, 1)
-    return gs - lam * (ga - gs)
 
 
 class SAGenExplainer(Explainer):
