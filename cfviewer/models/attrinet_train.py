@@ -51,7 +51,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,6 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cfviewer.device import runtime_record
 from cfviewer.errors import CfviewerError
 from cfviewer.models.attrinet import AttriCritic, AttriNet, to_unit
 from cfviewer.models.evaluation import youden_threshold
@@ -454,10 +454,7 @@ def train_attrinet(
         "val_auc": val_auc,
         "thresholds_method": "youden",
         "seconds": {"training": train_seconds},
-        "device": str(dev),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
+        **runtime_record(dev),
         "critic_layers": critic_layers,
         "parameters": {"model": int(sum(p.numel() for p in final.parameters())),
                        "critic (training only)": int(sum(p.numel() for p in critic.parameters()))},

@@ -337,6 +337,12 @@ def companion_dir(bundle: Any) -> Path | None:
     return Path(d) if d is not None else None
 
 
+def companion_command(template: str, bundle: Any) -> str:
+    """``template`` (a command with ``{dir}``) for this bundle's folder ("DIR" for one in memory)."""
+    d = companion_dir(bundle)
+    return template.format(dir=str(d) if d is not None else "DIR")
+
+
 def read_companion_doc(bundle: Any, pt_name: str, json_name: str, fmt: str, version: int, *,
                        fix: str, in_memory: str, missing: str, missing_error: type[Exception],
                        error: type[Exception]) -> tuple[Path, dict[str, Any]]:

@@ -103,7 +103,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -115,7 +114,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfviewer.device import runtime_record
 from cfviewer.errors import CfviewerError
+from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-inpainter"
 VERSION = 1
@@ -328,21 +329,15 @@ class PCInpainter(nn.Module):
 
 
 # ---------------------------------------------------------------------- files / bundle cache
-def _bundle_dir(bundle: Any) -> Path | None:
-    d = getattr(bundle, "directory", None)
-    return Path(d) if d is not None else None
-
-
 def _fix(bundle: Any) -> str:
-    d = _bundle_dir(bundle)
-    return FIX_COMMAND.format(dir=str(d) if d is not None else "DIR")
+    return companion_command(FIX_COMMAND, bundle)
 
 
 def has_inpainter(bundle: Any) -> bool:
     """Whether ``bundle`` has an inpainter (attached, or the files in its folder)."""
     if getattr(bundle, "_inpainter", None) is not None:
         return True
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     return d is not None and (d / INPAINTER_PT).is_file() and (d / INPAINTER_JSON).is_file()
 
 
@@ -385,8 +380,6 @@ def load_inpainter(bundle: Any) -> PCInpainter:
         if next(mod.parameters()).device != torch.device(bundle.device):
             mod.to(bundle.device)
         return mod
-    from cfviewer.models.bundle import read_companion_doc
-
     pt, doc = read_companion_doc(
         bundle, INPAINTER_PT, INPAINTER_JSON, FORMAT, VERSION, fix=_fix(bundle),
         in_memory="this bundle has no inpainter (it was built in memory: train one with "
@@ -955,7 +948,7 @@ def train_inpainter(
     res = int(bundle.resolution)
     config.validate(res)
     dev = torch.device(bundle.device)
-    bdir = _bundle_dir(bundle)
+    bdir = companion_dir(bundle)
     out = Path(out_dir) if out_dir is not None else bdir
     if save and out is None:
         raise InpainterError("train_inpainter: the bundle was built in memory; pass out_dir=... (or save=False)")
@@ -1137,10 +1130,7 @@ def train_inpainter(
             "history": history,
             "seconds": {"data": data_seconds, "training": train_seconds, "evaluation": eval_seconds,
                         "this_session": time.perf_counter() - session_t0},
-            "device": str(dev),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads(),
+            **runtime_record(dev),
         },
         "validation": validation,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -189,7 +189,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -201,7 +200,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfviewer.device import runtime_record
 from cfviewer.errors import BundleError, CfviewerError
+from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-masknet"
 VERSION = 1
@@ -641,25 +642,18 @@ def masknet_maps(net: MaskNet, clf: nn.Module, x: torch.Tensor, k: Any, objectiv
 
 
 # ---------------------------------------------------------------------- files / bundle cache
-def _bundle_dir(bundle: Any) -> Path | None:
-    d = getattr(bundle, "directory", None)
-    return Path(d) if d is not None else None
-
-
 def fix_command(bundle: Any) -> str:
-    d = _bundle_dir(bundle)
-    return FIX_COMMAND.format(dir=str(d) if d is not None else "DIR")
+    return companion_command(FIX_COMMAND, bundle)
 
 
 def inpainter_fix_command(bundle: Any) -> str:
-    d = _bundle_dir(bundle)
-    return INPAINTER_FIX.format(dir=str(d) if d is not None else "DIR")
+    return companion_command(INPAINTER_FIX, bundle)
 
 
 def has_masknet(bundle: Any) -> bool:
     if getattr(bundle, "_masknet", None) is not None:
         return True
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     return d is not None and (d / MASKNET_PT).is_file() and (d / MASKNET_JSON).is_file()
 
 
@@ -706,8 +700,6 @@ def load_masknet(bundle: Any) -> MaskNet:
         if next(net.parameters()).device != torch.device(bundle.device):
             net.to(bundle.device)
         return net
-    from cfviewer.models.bundle import read_companion_doc
-
     pt, doc = read_companion_doc(
         bundle, MASKNET_PT, MASKNET_JSON, FORMAT, VERSION, fix=fix_command(bundle),
         in_memory="this bundle has no inpainting mask network (it was built in memory: train one with "
@@ -922,7 +914,7 @@ def _inpainter_record(bundle: Any) -> dict[str, Any]:
     from cfviewer.files import sha256_file
     from cfviewer.models.inpainter import INPAINTER_PT
 
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     pt = d / INPAINTER_PT if d is not None else None
     return {"file": INPAINTER_PT if pt is not None and pt.is_file() else None,
             "sha256": sha256_file(pt) if pt is not None and pt.is_file() else None}
@@ -1108,7 +1100,7 @@ def train_masknet(
         raise unsupported_classifier_error(bundle)
     inp = _load_inpainter(bundle)  # InpainterMissingError names its command
     dev = bundle.device
-    bdir = _bundle_dir(bundle)
+    bdir = companion_dir(bundle)
     out = Path(out_dir) if out_dir is not None else bdir
     if save and out is None:
         raise MaskNetError("train_masknet: the bundle was built in memory; pass out_dir=... (or save=False)")
@@ -1353,10 +1345,7 @@ def train_masknet(
             "history": history,
             "seconds": {"data": data_seconds, "training": train_seconds, "evaluation": eval_seconds,
                         "this_session": time.perf_counter() - session_t0},
-            "device": str(dev),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads(),
+            **runtime_record(dev),
         },
         "validation": quality,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

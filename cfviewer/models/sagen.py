@@ -105,7 +105,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -118,7 +117,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cfviewer.device import runtime_record
 from cfviewer.errors import CfviewerError
+from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-sagen"
 VERSION = 1
@@ -487,14 +488,8 @@ def classifier_identity(bundle: Any) -> str:
     return "clf-" + h.hexdigest()[:16]
 
 
-def _bundle_dir(bundle: Any) -> Path | None:
-    d = getattr(bundle, "directory", None)
-    return Path(d) if d is not None else None
-
-
 def _fix(bundle: Any) -> str:
-    d = _bundle_dir(bundle)
-    return FIX_COMMAND.format(dir=str(d) if d is not None else "DIR")
+    return companion_command(FIX_COMMAND, bundle)
 
 
 def has_sagen(bundle: Any) -> bool:
@@ -502,7 +497,7 @@ def has_sagen(bundle: Any) -> bool:
     still be stale (:func:`load_sagen` checks)."""
     if getattr(bundle, "_sagen", None) is not None:
         return True
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     return d is not None and (d / SAGEN_PT).is_file() and (d / SAGEN_JSON).is_file()
 
 
@@ -550,8 +545,6 @@ def load_sagen(bundle: Any) -> SAGen:
         if next(gen.parameters()).device != torch.device(dev):
             gen.to(dev)
         return gen
-    from cfviewer.models.bundle import read_companion_doc
-
     pt, doc = read_companion_doc(
         bundle, SAGEN_PT, SAGEN_JSON, FORMAT, VERSION, fix=_fix(bundle),
         in_memory="this bundle has no SAGen generators (it was built in memory: train them with "
@@ -780,7 +773,7 @@ def train_sagen(
     config.validate()
     preset = effective_preset(config)
     dev = bundle.device
-    bdir = _bundle_dir(bundle)
+    bdir = companion_dir(bundle)
     out = Path(out_dir) if out_dir is not None else bdir
     if save and out is None:
         raise SAGenError("train_sagen: the bundle was built in memory; pass out_dir=... (or save=False)")
@@ -954,10 +947,7 @@ def train_sagen(
             "continued_from": previous,
             "seconds": {"data": data_seconds, "training": train_seconds, "evaluation": eval_seconds,
                         "this_session": time.perf_counter() - session_t0},
-            "device": str(dev),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads(),
+            **runtime_record(dev),
         },
         "validation": quality,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -984,7 +974,7 @@ def continue_sha256(bundle: Any) -> str:
     continues training the generators the bundle has)."""
     from cfviewer.files import sha256_file
 
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     pt = d / SAGEN_PT if d is not None else None
     if pt is None or not pt.is_file():
         raise SAGenMissingError(f"--continue needs trained generators in the bundle ({SAGEN_PT} is missing); "
@@ -1002,7 +992,7 @@ def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, A
     if got != config.continue_from:
         raise SAGenError(f"the bundle's {SAGEN_PT} (sha256 {got[:12]}) is not the one this run continues "
                          f"({str(config.continue_from)[:12]}); start again with --continue")
-    d = _bundle_dir(bundle)
+    d = companion_dir(bundle)
     try:
         doc = json.loads((d / SAGEN_JSON).read_text())
         old = SAGen(**(doc.get("model") or {}).get("config", {}))
