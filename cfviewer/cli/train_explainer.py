@@ -107,20 +107,41 @@ def _no_explainer(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _set_from_args(cfg, args: argparse.Namespace, names) -> None:
+    """Copy each given option onto the config: ``names`` are option names or (option, field) pairs."""
+    for name in names:
+        key, attr = (name, name) if isinstance(name, str) else name
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(cfg, attr, value)
+
+
+def _widths(args: argparse.Namespace, error: type[Exception], example: str) -> list[int] | None:
+    """--widths as integers (None when not given); ``error`` naming the example otherwise."""
+    if not args.widths:
+        return None
+    try:
+        return [int(v) for v in str(args.widths).split(",") if v.strip()]
+    except ValueError:
+        raise error(f"--widths {args.widths!r}: give comma-separated integers, e.g. {example}") from None
+
+
+def _report(doc: dict, quality_line, stopped: bool, status: str) -> None:
+    """The two closing lines of a training command: steps and time, then the held-out quality."""
+    tr = doc["training"]
+    print(f"trained {tr['steps']} steps in {tr['seconds']['training']:.0f} s{status if stopped else ''}")
+    print(quality_line(doc.get("validation")))
+
+
 def sagen_config_from_args(args: argparse.Namespace):
     from cfviewer.models.sagen import SAGenConfig, SAGenError
 
     cfg = SAGenConfig()
-    for key in ("preset", "epochs", "n_train", "n_val", "batch_size", "lr", "beta", "alpha_l1", "max_minutes",
-                "seed"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(cfg, key, value)
-    if args.widths:
-        try:
-            cfg.widths = [int(v) for v in str(args.widths).split(",") if v.strip()]
-        except ValueError:
-            raise SAGenError(f"--widths {args.widths!r}: give comma-separated integers, e.g. 16,32,64") from None
+    _set_from_args(cfg, args, ("preset", "epochs", "n_train", "n_val", "batch_size", "lr", "beta", "alpha_l1",
+                               "max_minutes", "seed"))
+    widths = _widths(args, SAGenError, "16,32,64")
+    if widths is not None:
+        cfg.widths = widths
     cfg.validate()
     return cfg
 
@@ -141,10 +162,8 @@ def run_sagen(args: argparse.Namespace) -> int:
           f"{2 * len(bundle.pathologies)} heads, {bundle.resolution} px, device {bundle.device})")
     result = train_sagen(bundle, config, out_dir=args.bundle, work_dir=args.work_dir, resume=args.resume,
                          progress=not args.no_progress)
-    tr = result.doc["training"]
-    status = " (stopped by --max-minutes; continue with --resume)" if tr.get("stopped") else ""
-    print(f"trained {tr['steps']} steps in {tr['seconds']['training']:.0f} s{status}")
-    print(quality_line(result.doc.get("validation")))
+    _report(result.doc, quality_line, bool(result.doc["training"].get("stopped")),
+            " (stopped by --max-minutes; continue with --resume)")
     return 0
 
 
@@ -152,18 +171,11 @@ def inpainter_config_from_args(args: argparse.Namespace):
     from cfviewer.models.inpainter import InpainterConfig, InpainterError
 
     cfg = InpainterConfig()
-    for key, attr in (("epochs", "epochs_phase1"), ("epochs_phase2", "epochs_phase2"), ("n_train", "n_train"),
-                      ("n_val", "n_val"), ("n_check", "n_check"), ("batch_size", "batch_size"),
-                      ("lr", "lr_phase1"), ("lr_phase2", "lr_phase2"), ("features", "features"),
-                      ("max_minutes", "max_minutes"), ("seed", "seed")):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(cfg, attr, value)
-    if args.widths:
-        try:
-            cfg.widths = [int(v) for v in str(args.widths).split(",") if v.strip()]
-        except ValueError:
-            raise InpainterError(f"--widths {args.widths!r}: give comma-separated integers, e.g. 16,32,64,96,96") from None
+    _set_from_args(cfg, args, (("epochs", "epochs_phase1"), "epochs_phase2", "n_train", "n_val", "n_check",
+                               "batch_size", ("lr", "lr_phase1"), "lr_phase2", "features", "max_minutes", "seed"))
+    widths = _widths(args, InpainterError, "16,32,64,96,96")
+    if widths is not None:
+        cfg.widths = widths
     cfg.validate()
     return cfg
 
@@ -184,10 +196,8 @@ def run_inpainter(args: argparse.Namespace) -> int:
           f"device {bundle.device}, {torch.get_num_threads()} CPU threads)")
     result = train_inpainter(bundle, config, out_dir=args.bundle, work_dir=args.work_dir, resume=args.resume,
                              progress=not args.no_progress)
-    tr = result.doc["training"]
-    status = " (stopped by --max-minutes; continue with --resume)" if tr.get("stopped") else ""
-    print(f"trained {tr['steps']} steps in {tr['seconds']['training']:.0f} s{status}")
-    print(quality_line(result.doc.get("validation")))
+    _report(result.doc, quality_line, bool(result.doc["training"].get("stopped")),
+            " (stopped by --max-minutes; continue with --resume)")
     return 0
 
 
@@ -234,11 +244,8 @@ def masknet_config_from_args(args: argparse.Namespace):
     from cfviewer.models.masknet import MaskNetConfig
 
     cfg = MaskNetConfig()
-    for key in ("epochs", "n_train", "n_val", "batch_size", "distill_pairs", "target_steps", "lr_min", "lr_max",
-                "max_minutes", "seed"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(cfg, key, value)
+    _set_from_args(cfg, args, ("epochs", "n_train", "n_val", "batch_size", "distill_pairs", "target_steps", "lr_min",
+                               "lr_max", "max_minutes", "seed"))
     if getattr(args, "max_area", None) is not None:
         cfg.objective = {**cfg.objective, "max_area": float(args.max_area)}
     cfg.validate()
@@ -259,8 +266,6 @@ def run_masknet(args: argparse.Namespace) -> int:
           f"device {bundle.device})")
     result = train_masknet(bundle, config, out_dir=args.bundle, work_dir=args.work_dir, resume=args.resume,
                            progress=not args.no_progress)
-    tr = result.doc["training"]
-    status = f" (stopped: {tr['stopped']}; continue with --resume)" if tr.get("stopped") == "max_minutes" else ""
-    print(f"trained {tr['steps']} steps in {tr['seconds']['training']:.0f} s{status}")
-    print(quality_line(result.doc.get("validation")))
+    stopped = result.doc["training"].get("stopped")
+    _report(result.doc, quality_line, stopped == "max_minutes", f" (stopped: {stopped}; continue with --resume)")
     return 0
