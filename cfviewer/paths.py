@@ -77,3 +77,14 @@ def demo_attrinet_dir() -> Path:
 
 if __name__ == "__main__":  # `python -m cfviewer.paths`: the app script to pass to streamlit run
     print(app_script())
+
+
+def work_cache_dir(kind: str, folder: str | os.PathLike | None) -> Path:
+    """The default work directory (checkpoints, phantom caches) of a ``kind`` of training for
+    the bundle folder ``folder``: ``$XDG_CACHE_HOME/cfviewer/<kind>/<12 hex digits of the
+    folder's resolved path>`` (``"in-memory"`` hashed for a bundle without a folder)."""
+    import hashlib
+
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / kind
+    key = str(Path(folder).resolve()) if folder is not None else "in-memory"
+    return root / hashlib.sha256(key.encode()).hexdigest()[:12]

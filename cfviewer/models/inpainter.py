@@ -102,7 +102,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -866,9 +865,9 @@ class InpainterResult:
 
 
 def default_work_dir(bundle_dir: str | Path | None) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "inpainter"
-    key = str(Path(bundle_dir).resolve()) if bundle_dir is not None else "in-memory"
-    return root / hashlib.sha256(key.encode()).hexdigest()[:12]
+    from cfviewer.paths import work_cache_dir
+
+    return work_cache_dir("inpainter", bundle_dir)
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:

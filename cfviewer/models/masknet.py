@@ -188,7 +188,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -886,9 +885,9 @@ def validation_seed(seed: int) -> int:
 
 
 def default_work_dir(bundle_dir: str | Path | None) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "masknet"
-    key = str(Path(bundle_dir).resolve()) if bundle_dir is not None else "in-memory"
-    return root / hashlib.sha256(key.encode()).hexdigest()[:12]
+    from cfviewer.paths import work_cache_dir
+
+    return work_cache_dir("masknet", bundle_dir)
 
 
 @torch.no_grad()

@@ -104,7 +104,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -723,9 +722,9 @@ def bundle_phantoms(bundle: Any, n: int, seed: int, *, cache_dir: str | Path | N
 
 
 def default_work_dir(bundle_dir: str | Path | None) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "sagen"
-    key = str(Path(bundle_dir).resolve()) if bundle_dir is not None else "in-memory"
-    return root / hashlib.sha256(key.encode()).hexdigest()[:12]
+    from cfviewer.paths import work_cache_dir
+
+    return work_cache_dir("sagen", bundle_dir)
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:

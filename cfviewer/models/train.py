@@ -619,9 +619,9 @@ def _load_parent_weights(model: nn.Module, parent: nn.Module | None, role: str, 
 
 
 def default_work_dir(out_dir: Path) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cfviewer" / "train"
-    digest = hashlib.sha256(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
-    return root / digest
+    from cfviewer.paths import work_cache_dir
+
+    return work_cache_dir("train", out_dir)
 
 
 def _measure_step_ms(model_fn: Callable[[], nn.Module], loss_fn, resolution: int, batch: int,
