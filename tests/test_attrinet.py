@@ -218,6 +218,36 @@ def test_cli_trains_a_bundle_like_the_reference_and_refuses_one_without_a_traini
     assert rc == 2 and "is the reference bundle itself" in capsys.readouterr().err
 
 
+def test_init_from_warm_starts_from_an_attrinet_bundle_and_refuses_other_models(trained, tmp_path, capsys):
+    from cfviewer.cli import main
+
+    ref_dir, attri_dir = trained
+    src = Bundle.load(attri_dir, device="cpu").classifier
+    logs: list[str] = []
+    data = phantom_data(30, 21, RES, progress=False)
+    val = phantom_data(24, 22, RES, progress=False)
+    arch = dict(width=4, n_res=AttriNetConfig.n_res, n_fc=AttriNetConfig.n_fc, n_ones=AttriNetConfig.n_ones)
+    cfg = AttriNetConfig(**{**TINY, **arch}, steps=0, init_from=str(attri_dir))
+    out = train_attrinet(data, val, NAMES, cfg, work_dir=tmp_path / "w", progress=False, log=logs.append)
+    # zero steps from the warm start: the generator, regressions and centres are the source's
+    for key, v in src.state_dict().items():
+        if not key.startswith("head.calib"):
+            torch.testing.assert_close(out.model.state_dict()[key], v, msg=key)
+    assert any("warm start" in line for line in logs) and out.doc["config"]["init_from"] == str(attri_dir)
+    # the fingerprint differs from a cold start: a cold checkpoint is not resumed as a warm one
+    assert cfg.fingerprint("d") != AttriNetConfig(**{**TINY, **arch}, steps=0).fingerprint("d")
+    with pytest.raises(AttriNetError, match="not Attri-Net"):
+        train_attrinet(data, val, NAMES, AttriNetConfig(**TINY, steps=1, init_from=str(ref_dir)),
+                       work_dir=tmp_path / "x", progress=False, log=lambda s: None)
+    with pytest.raises(AttriNetError, match="architecture differs"):
+        train_attrinet(data, val, NAMES, AttriNetConfig(**{**TINY, **arch, "width": 8}, steps=1,
+                                                                init_from=str(attri_dir)),
+                       work_dir=tmp_path / "y", progress=False, log=lambda s: None)
+    rc = main(["train-attrinet", "--like", str(ref_dir), "--out", str(tmp_path / "z"), "--steps", "1",
+               "--init-from", str(tmp_path / "missing"), "--no-progress"])
+    assert rc == 2 and "init_from" in capsys.readouterr().err
+
+
 def test_model_card_of_an_attrinet_bundle_compares_it_with_the_classifier(trained, tmp_path, capsys):
     from cfviewer.cli import main
 

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop when this many minutes are spent and save the best step (continue with --resume)")
     p.add_argument("--seed", type=int, default=None, help="seed of initialisation and batches (default 0)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="an Attri-Net bundle to start from (warm start, e.g. on new phantoms); the critic starts fresh")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="checkpoints + phantom cache (default OUT.work beside --out)")
@@ -47,6 +50,8 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, key, value)
+    if getattr(args, "init_from", None) is not None:
+        cfg.init_from = str(args.init_from)
     cfg.validate()
     return cfg
 
@@ -56,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from cfviewer.paths import demo_bundle_dir
 
     config = config_from_args(args)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(max(1, int(args.threads)))
     like = args.like if args.like is not None else demo_bundle_dir()
     train_attrinet_bundle(like, args.out, config, work_dir=args.work_dir, resume=args.resume,
                           progress=not args.no_progress, device=args.device)

@@ -113,6 +113,7 @@ class AttriNetConfig:
     seed: int = 0
     checkpoint_every: int = 25
     max_minutes: float | None = None
+    init_from: str = ""  # an Attri-Net bundle whose generator and regressions start this run (warm start)
 
     RESUMABLE_KEYS = ("steps", "max_minutes", "checkpoint_every", "val_every")
 
@@ -150,6 +151,37 @@ class AttriNetResult:
     model: AttriNet
     doc: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def warm_start(model: AttriNet, source: str | Path, pathologies: list[str], resolution: int,
+               log: Callable[[str], None] = print) -> None:
+    """Start ``model`` from the generator and regressions of the Attri-Net bundle in ``source``
+    (same pathologies, resolution and architecture), e.g. to continue training on new phantoms;
+    its Platt calibration is reset (it is refitted after training) and the class centres are
+    its centres. The critic starts fresh."""
+    from cfviewer.models.bundle import Bundle
+
+    try:
+        b = Bundle.load(source, device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise AttriNetError(f"init_from {source}: not a loadable bundle ({exc}); give an Attri-Net bundle "
+                            "folder (one written by cfviewer train-attrinet)") from None
+    src = b.classifier
+    if not isinstance(src, AttriNet):
+        raise AttriNetError(f"init_from {source}: that bundle's model is not Attri-Net; give a bundle written by "
+                            "cfviewer train-attrinet")
+    if list(b.pathologies) != list(pathologies) or int(b.resolution) != int(resolution):
+        raise AttriNetError(f"init_from {source}: pathologies {list(b.pathologies)} at {b.resolution} px do not "
+                            f"match this run's {list(pathologies)} at {resolution} px")
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError as exc:
+        raise AttriNetError(f"init_from {source}: its architecture differs from this config's (width, n_res, "
+                            f"n_fc, n_ones, pool) ({' '.join(str(exc).split())[:300]})") from None
+    with torch.no_grad():
+        model.head.calib_scale.fill_(1.0)
+        model.head.calib_bias.fill_(0.0)
+    log(f"Attri-Net: warm start from {source}")
 
 
 def step_seed(seed: int, step: int, part: int) -> int:
@@ -319,6 +351,10 @@ def train_attrinet(
         step, history, seconds_before = int(saved["step"]), list(saved["history"]), float(saved["seconds"])
         best = {"auc": float(saved["best_auc"]), "step": int(saved["best_step"]), "state": saved.get("best_state")}
         log(f"resuming Attri-Net at step {step} of {config.steps}")
+    elif config.init_from:
+        warm_start(model, config.init_from, pathologies, resolution, log)
+        with torch.no_grad():
+            centers.copy_(model.centers.to(dev))
 
     val_x = val.images[: config.val_subset]
     val_y = val.labels[: config.val_subset].numpy()
