@@ -269,6 +269,40 @@ def test_training_data_is_healthy_and_validation_is_disjoint():
     assert np.allclose(ph.image.astype(np.float16), tr.images[0].numpy())
 
 
+def test_finding_holes_lie_where_the_same_patients_finding_lies_and_replace_a_share_of_the_masks():
+    from cfviewer import PATHOLOGIES
+    from cfviewer.models.inpainter import finding_hole, phantom_source, render_phantom, training_keep_mask
+
+    b = random_bundle(RES)
+    tr = healthy_phantoms(b, 8, training_seed(0), finding_holes=True)
+    assert tr.holes is not None and tr.holes.shape == (8, RES, RES) and tr.holes.dtype == torch.bool
+    assert sum(bool(h.any()) for h in tr.holes) >= 6
+    src = phantom_source(b)
+    seed = int(tr.seeds[0])
+    hole = finding_hole(src, seed, PATHOLOGIES)
+    assert np.array_equal(hole, tr.holes[0].numpy())
+    # the hole is one finding's mask on that very patient, and the healthy image is the same render
+    found = [p for p in PATHOLOGIES
+             if np.array_equal(render_phantom(src, seed, {q: int(q == p) for q in PATHOLOGIES})[1].get(
+                 p, np.zeros_like(hole)), hole)]
+    assert found and np.allclose(render_phantom(src, seed, {q: 0 for q in PATHOLOGIES})[0].astype(np.float16),
+                                 tr.images[0].numpy())
+    idx = torch.arange(8)
+    always = training_keep_mask(tr, idx, np.random.default_rng(1), InpainterConfig(finding_holes=1.0))
+    for i in range(8):
+        h = tr.holes[i].numpy()
+        if h.any():  # dilated by at most 3 px: covers the finding and stays near it
+            hole_i = always[i, 0].numpy() < 0.5
+            assert hole_i[h].all() and hole_i.sum() <= (torch.nn.functional.max_pool2d(
+                torch.from_numpy(h.astype(np.float32))[None, None], 7, 1, 3) > 0).sum()
+    never = training_keep_mask(tr, idx, np.random.default_rng(1), InpainterConfig(finding_holes=0.0))
+    assert torch.equal(never, random_keep_mask(8, RES, np.random.default_rng(1)))
+    # a run without finding holes keeps the fingerprint it had before the option existed
+    assert InpainterConfig(finding_holes=0.0).fingerprint(RES, {}) != InpainterConfig().fingerprint(RES, {})
+    with pytest.raises(InpainterError, match="finding_holes"):
+        InpainterConfig(finding_holes=1.5).validate()
+
+
 # ---------------------------------------------------------------- files
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -84,6 +84,9 @@ def register(subparsers) -> None:
     i.add_argument("--lr-phase2", type=float, default=None, help="phase-2 learning rate (default 1e-5)")
     i.add_argument("--widths", type=str, default=None,
                    help="encoder channels per level, e.g. 16,32,64,96,96 (default; the paper's: 64,128,256,512,512)")
+    i.add_argument("--finding-holes", type=float, default=None,
+                   help="share of training holes that are a finding's region on the same healthy patient "
+                        "(default 0.5; 0 = only random blobs and strokes)")
     i.add_argument("--features", choices=("autoencoder", "random"), default=None,
                    help="perceptual / style features: the bundle's autoencoder encoder (default) or a fixed "
                         "random conv net (bundles without an autoencoder)")
@@ -172,7 +175,8 @@ def inpainter_config_from_args(args: argparse.Namespace):
 
     cfg = InpainterConfig()
     _set_from_args(cfg, args, (("epochs", "epochs_phase1"), "epochs_phase2", "n_train", "n_val", "n_check",
-                               "batch_size", ("lr", "lr_phase1"), "lr_phase2", "features", "max_minutes", "seed"))
+                               "batch_size", ("lr", "lr_phase1"), "lr_phase2", "finding_holes", "features", "max_minutes",
+                               "seed"))
     widths = _widths(args, InpainterError, "16,32,64,96,96")
     if widths is not None:
         cfg.widths = widths

@@ -81,7 +81,11 @@ and render scale of ``bundle.meta["training"]["config"]``, :class:`PhantomSource
 dataset seed of the inpainter's own; held-out validation phantoms from another stream, checked
 disjoint. Per image a random irregular hole mask (:func:`random_keep_mask`: free-form strokes
 and compact blobs of finding size covering 5-50 %, "masks which mimic possible configurations
-during the attribution network training"). Batch size 5; Adam; two phases: phase 1 at lr 2e-4
+during the attribution network training"), replaced with probability ``finding_holes`` (0.5) by
+the region a finding occupies on the same patient (:func:`finding_hole`: the phantom rendered
+with one finding forced present; dilated by 0-3 px), so that the inpainter learns to restore the
+places findings occupy (costophrenic angles, the lung bases a collapse raises the dome over,
+the pleural rim) from their own surroundings. Batch size 5; Adam; two phases: phase 1 at lr 2e-4
 with BN after every partial convolution, phase 2 at lr 1e-5 with the encoder's BN frozen
 (eval statistics, no affine updates) and only the decoder's BN trained (the paper's TBC
 learning rates; Liu et al.'s fine-tuning). Every step is deterministic given (seed, epoch,
@@ -726,10 +730,13 @@ def render_phantom(source: Any, seed: int, labels: Mapping[str, int] | None = No
 
 @dataclass
 class HealthyData:
-    """Healthy phantoms: images N x R x R (float16, [-1024, 1024]) and their seeds."""
+    """Healthy phantoms: images N x R x R (float16, [-1024, 1024]) and their seeds; with
+    ``holes`` (N x R x R bool) the region a finding occupies on the same patient
+    (:func:`finding_hole`), a training hole whose healthy content is known."""
 
     images: torch.Tensor
     seeds: np.ndarray
+    holes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -739,12 +746,33 @@ class HealthyData:
         return int(self.images.shape[-1])
 
 
+def finding_hole(source: Any, seed: int, pathologies: Sequence[str]) -> np.ndarray:
+    """The mask of one finding (pathology drawn from ``pathologies`` by the seed) of phantom
+    ``seed`` rendered with that finding forced present: on the healthy rendering of the same
+    seed (same patient, same anatomy) it is a hole exactly where findings lie (a blunted
+    costophrenic angle, a collapsed lobe and the band its raised dome moved through, a
+    pneumothorax rim, an enlarged heart's outline), whose healthy content is the ground truth.
+    Random blobs and strokes rarely cover such places (issue 12: the inpainter filled small
+    effusions' angles with the bright diaphragm around them)."""
+    pats = list(pathologies)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, INPAINT_TAG & 0xFFFFFFFF, 7])
+    for _ in range(len(pats)):
+        p = pats[int(rng.integers(len(pats)))]
+        masks = render_phantom(source, int(seed), {q: int(q == p) for q in pats})[1]
+        m = masks.get(p)
+        if m is not None and m.any():
+            return m.astype(bool)
+    return np.zeros((source.size, source.size), bool)
+
+
 def healthy_phantoms(bundle: Any, n: int, dataset_seed: int, *, cache_dir: str | Path | None = None,
                      progress: bool = False, desc: str = "healthy phantoms",
-                     exclude: Sequence[int] | np.ndarray | None = None) -> HealthyData:
+                     exclude: Sequence[int] | np.ndarray | None = None,
+                     finding_holes: bool = False) -> HealthyData:
     """n phantoms of the bundle's training domain with every pathology forced absent (image
     seeds :func:`cfviewer.phantoms.generator.image_seeds` of ``dataset_seed``, minus any in
-    ``exclude``), cached in ``cache_dir`` as .npz."""
+    ``exclude``), cached in ``cache_dir`` as .npz; ``finding_holes`` adds each one's
+    :func:`finding_hole`."""
     from cfviewer import PATHOLOGIES
     from cfviewer.models.data import _cache_key
     from cfviewer.phantoms.generator import image_seeds
@@ -760,14 +788,17 @@ def healthy_phantoms(bundle: Any, n: int, dataset_seed: int, *, cache_dir: str |
     path = None
     if cache_dir is not None:
         key = _cache_key(n, int(dataset_seed), int(src.size), {**src.options, "_inpainter": "healthy",
-                                                              "_seeds": hashlib.sha256(seeds.tobytes()).hexdigest()[:16]},
+                                                              "_seeds": hashlib.sha256(seeds.tobytes()).hexdigest()[:16],
+                                                              **({"_holes": 1} if finding_holes else {})},
                          int(src.render_scale))
         path = Path(cache_dir) / f"healthy_{key}.npz"
         if path.is_file():
             with np.load(path) as z:
-                return HealthyData(torch.from_numpy(z["images"]), z["seeds"])
+                holes = torch.from_numpy(z["holes"]) if finding_holes else None
+                return HealthyData(torch.from_numpy(z["images"]), z["seeds"], holes)
     labels = {p: 0 for p in PATHOLOGIES}
     images = np.empty((n, src.size, src.size), np.float16)
+    holes = np.zeros((n, src.size, src.size), bool) if finding_holes else None
     it: Any = enumerate(seeds)
     if progress:
         from tqdm import tqdm
@@ -775,12 +806,31 @@ def healthy_phantoms(bundle: Any, n: int, dataset_seed: int, *, cache_dir: str |
         it = tqdm(it, total=n, desc=desc, unit="img", leave=False)
     for i, s in it:
         images[i] = render_phantom(src, int(s), labels)[0].astype(np.float16)
+        if holes is not None:
+            holes[i] = finding_hole(src, int(s), PATHOLOGIES)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, images=images, seeds=seeds)
+        np.savez(tmp, images=images, seeds=seeds, **({"holes": holes} if holes is not None else {}))
         tmp.replace(path)
-    return HealthyData(torch.from_numpy(images), seeds)
+    return HealthyData(torch.from_numpy(images), seeds, torch.from_numpy(holes) if holes is not None else None)
+
+
+def training_keep_mask(data: HealthyData, idx: torch.Tensor, rng: np.random.Generator,
+                       config: "InpainterConfig") -> torch.Tensor:
+    """The keep masks of one training batch: :func:`random_keep_mask` for each image, replaced
+    with probability ``config.finding_holes`` by the image's finding hole dilated by 0-3 px
+    (when it has a non-empty one)."""
+    res = data.resolution
+    keep = random_keep_mask(len(idx), res, rng, config.min_cover, config.max_cover)
+    if config.finding_holes > 0 and data.holes is not None:
+        use = rng.random(len(idx)) < config.finding_holes
+        radii = rng.integers(0, 4, len(idx))
+        for j, i in enumerate(idx.tolist()):
+            hole = data.holes[i].numpy()
+            if use[j] and hole.any():
+                keep[j, 0] = torch.from_numpy(~_dilate(hole, int(radii[j]))).float()
+    return keep
 
 
 # ---------------------------------------------------------------------- training
@@ -801,6 +851,7 @@ class InpainterConfig:
     lr_phase2: float = 1e-5
     min_cover: float = 0.05
     max_cover: float = 0.5
+    finding_holes: float = 0.5                # share of training holes that are a finding's region (finding_hole)
     features: str = "autoencoder"             # psi: "autoencoder" (the bundle's) or "random"
     seed: int = 0
     checkpoint_every: int = 100
@@ -837,6 +888,8 @@ class InpainterConfig:
         if not 0.0 <= self.min_cover <= self.max_cover < 1.0:
             raise InpainterError(f"inpainter config: need 0 <= min_cover <= max_cover < 1, got "
                                  f"{self.min_cover}, {self.max_cover}")
+        if not 0.0 <= self.finding_holes <= 1.0:
+            raise InpainterError(f"inpainter config: finding_holes {self.finding_holes} must be in [0, 1]")
         if self.features not in ("autoencoder", "random"):
             raise InpainterError(f"inpainter config: features {self.features!r}: use 'autoencoder' or 'random'")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -848,6 +901,8 @@ class InpainterConfig:
 
     def fingerprint(self, resolution: int, domain: Any) -> str:
         d = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE_KEYS}
+        if not d.get("finding_holes"):  # added later: a run without it keeps its fingerprint
+            d.pop("finding_holes", None)
         d["resolution"] = int(resolution)
         d["domain"] = domain
         return hashlib.sha256(json.dumps(_jsonable(d), sort_keys=True).encode()).hexdigest()[:16]
@@ -968,8 +1023,11 @@ def train_inpainter(
     t = time.perf_counter()
     if data is None:
         data = healthy_phantoms(bundle, config.n_train, training_seed(config.seed), cache_dir=work,
-                                progress=progress, desc="inpainter training phantoms (healthy)")
+                                progress=progress, desc="inpainter training phantoms (healthy)",
+                                finding_holes=config.finding_holes > 0)
         data_from = f"{config.n_train} healthy phantoms, dataset seed {training_seed(config.seed)}"
+        if config.finding_holes > 0:
+            data_from += f", {config.finding_holes:.0%} of the holes a finding's region on the same patient"
     else:
         data_from = f"{len(data)} images given to train_inpainter"
     if val_data is None and config.n_val:
@@ -1044,7 +1102,7 @@ def train_inpainter(
                 rng = np.random.default_rng(step_seed(config.seed, epoch, step_in_epoch))
                 idx = perm[step_in_epoch * bs:(step_in_epoch + 1) * bs]
                 x = data.images[idx].to(device=dev, dtype=torch.float32)[:, None]
-                keep = random_keep_mask(len(idx), res, rng, config.min_cover, config.max_cover).to(dev)
+                keep = training_keep_mask(data, idx, rng, config).to(dev)
                 out01 = to_unit(model.raw(x, keep))
                 loss, terms = inpainting_loss(out01, to_unit(x), keep, features)
                 opt.zero_grad(set_to_none=True)
