@@ -298,7 +298,14 @@ def test_finding_holes_lie_where_the_same_patients_finding_lies_and_replace_a_sh
     never = training_keep_mask(tr, idx, np.random.default_rng(1), InpainterConfig(finding_holes=0.0))
     assert torch.equal(never, random_keep_mask(8, RES, np.random.default_rng(1)))
     # a run without finding holes keeps the fingerprint it had before the option existed
-    assert InpainterConfig(finding_holes=0.0).fingerprint(RES, {}) != InpainterConfig().fingerprint(RES, {})
+    assert InpainterConfig(finding_holes=0.5).fingerprint(RES, {}) != InpainterConfig().fingerprint(RES, {})
+    old = {k: v for k, v in InpainterConfig().to_dict().items() if k not in InpainterConfig.RESUMABLE_KEYS
+           and k != "finding_holes"}
+    import hashlib
+    from cfviewer.models.inpainter import _jsonable
+    old.update(resolution=RES, domain={})
+    assert InpainterConfig().fingerprint(RES, {}) == hashlib.sha256(
+        json.dumps(_jsonable(old), sort_keys=True).encode()).hexdigest()[:16]
     with pytest.raises(InpainterError, match="finding_holes"):
         InpainterConfig(finding_holes=1.5).validate()
 

@@ -86,7 +86,8 @@ def register(subparsers) -> None:
                    help="encoder channels per level, e.g. 16,32,64,96,96 (default; the paper's: 64,128,256,512,512)")
     i.add_argument("--finding-holes", type=float, default=None,
                    help="share of training holes that are a finding's region on the same healthy patient "
-                        "(default 0.5; 0 = only random blobs and strokes)")
+                        "(default 0: only random blobs and strokes; 0.5 was measured and did not help, "
+                        "docs/experiments.md)")
     i.add_argument("--features", choices=("autoencoder", "random"), default=None,
                    help="perceptual / style features: the bundle's autoencoder encoder (default) or a fixed "
                         "random conv net (bundles without an autoencoder)")
