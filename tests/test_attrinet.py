@@ -246,6 +246,18 @@ def test_init_from_warm_starts_from_an_attrinet_bundle_and_refuses_other_models(
     rc = main(["train-attrinet", "--like", str(ref_dir), "--out", str(tmp_path / "z"), "--steps", "1",
                "--init-from", str(tmp_path / "missing"), "--no-progress"])
     assert rc == 2 and "init_from" in capsys.readouterr().err
+    # the CLI records what the warm start continued, and the card says so
+    rc = main(["train-attrinet", "--like", str(ref_dir), "--out", str(tmp_path / "warm"), "--steps", "1",
+               "--n-train", "30", "--n-val", "24", "--width", "4", "--init-from", str(attri_dir), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    warm = Bundle.load(tmp_path / "warm", device="cpu")
+    ws = warm.meta["training"]["warm_start"]
+    assert ws["steps_done"] == 2 and ws["bundle"] == str(attri_dir) and ws["identity"].startswith("attri@")
+    rc = main(["model-card", "--bundle", str(tmp_path / "warm"), "--n", "12", "--seed", "5", "--tube-n", "4",
+               "--counterfactuals", "0", "--out", str(tmp_path / "warm.md"), "--device", "cpu", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    line = next(x for x in (tmp_path / "warm.md").read_text().splitlines() if x.startswith("- Warm start"))
+    assert f"`{attri_dir.name}`" in line and "2 steps" in line and "fresh critic" in line
 
 
 def test_model_card_of_an_attrinet_bundle_compares_it_with_the_classifier(trained, tmp_path, capsys):

@@ -69,6 +69,14 @@ def render_attrinet_card(bundle: Bundle, report: dict[str, Any], bundle_dir: str
         f"{at.get('best_step', '?')} kept; generator width {m.get('width')} (paper 64), {m.get('n_res')} residual "
         "blocks (paper 5); learning rates raised so that so few steps move the weights "
         "(`cfviewer.models.attrinet_train`).")
+    ws = tr.get("warm_start")
+    if isinstance(ws, dict):
+        new_opts = sorted(k for k, v in (tr.get("config", {}).get("phantoms") or {}).items()
+                          if (ws.get("phantoms") or {}).get(k) != v)
+        add(f"- Warm start: these steps continued the Attri-Net `{Path(str(ws.get('bundle', '?'))).name}` "
+            f"({ws.get('identity', '?')}; {ws.get('steps_done', '?')} steps, best step {ws.get('best_step', '?')}, "
+            f"{number((ws.get('seconds') or {}).get('training'), 0)} s"
+            + (f"; trained on phantoms without {', '.join(new_opts)}" if new_opts else "") + "), with a fresh critic.")
     secs = tr.get("seconds", {})
     add(f"- Wall time ({tr.get('device', '?')}): phantoms {number(secs.get('data'), 0)} s, training "
         f"{number(secs.get('training'), 0)} s. Weights on disk: {_weights_size(Path(bundle_dir) if bundle_dir else None)}.")

@@ -184,6 +184,23 @@ def warm_start(model: AttriNet, source: str | Path, pathologies: list[str], reso
     log(f"Attri-Net: warm start from {source}")
 
 
+def warm_start_record(source: str | Path) -> dict[str, Any]:
+    """What a warm-started bundle started from: the source bundle's identity and its own
+    training record (steps, best step, phantom options, seconds, and its own warm start)."""
+    from cfviewer.models.bundle import bundle_identity
+
+    doc = json.loads((Path(source) / "bundle.json").read_text())
+    tr = (doc.get("meta") or {}).get("training") or {}
+    at = tr.get("attrinet") or {}
+    rec = {"bundle": str(source), "identity": bundle_identity(source),
+           "steps_done": at.get("steps_done"), "best_step": at.get("best_step"),
+           "phantoms": (tr.get("config") or {}).get("phantoms"), "seconds": tr.get("seconds"),
+           "val_auc": tr.get("val_auc")}
+    if tr.get("warm_start"):
+        rec["warm_start"] = tr["warm_start"]
+    return rec
+
+
 def step_seed(seed: int, step: int, part: int) -> int:
     ss = np.random.SeedSequence([int(seed), ATTRINET_TAG, int(step) + 1, int(part)])
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -568,6 +585,8 @@ def train_attrinet_bundle(like_dir: str | Path, out_dir: str | Path, config: Att
         "attrinet": {k: v for k, v in doc.items() if k not in ("val_auc", "calibration", "seconds", "device",
                                                                 "torch", "platform")},
     }
+    if config.init_from:
+        training["warm_start"] = warm_start_record(config.init_from)
     meta = {
         "source": "cfviewer train-attrinet",
         "model": "attrinet",
