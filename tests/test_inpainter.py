@@ -430,6 +430,38 @@ def test_marginalisation_check_returns_sane_numbers():
     json.dumps(m, allow_nan=False)
 
 
+def test_revalidate_rewrites_the_check_with_the_hole_size_sweep_and_keeps_the_weights(tmp_path, capsys):
+    from cfviewer.cli import main
+    from cfviewer.files import sha256_file
+    from cfviewer.models.inpainter import HOLE_SIZES, marginalisation_by_size
+    from cfviewer.models.model_card import inpainting_section
+
+    d = random_bundle(RES, seed=6).save(tmp_path / "b")
+    b = Bundle.load(d, device="cpu")
+    train_inpainter(b, InpainterConfig(**{**TINY, "n_check": 0}), work_dir=tmp_path / "w", progress=False,
+                    log=lambda s: None)
+    assert "marginalisation" not in json.loads((d / INPAINTER_JSON).read_text())["validation"]
+    before = sha256_file(d / INPAINTER_PT)
+    rc = main(["train-explainer", "inpainter", "--bundle", str(d), "--revalidate", "--n-check", "12",
+               "--device", "cpu", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert "holes 1-5 %" in capsys.readouterr().out
+    assert sha256_file(d / INPAINTER_PT) == before
+    v = json.loads((d / INPAINTER_JSON).read_text())["validation"]
+    assert v["marginalisation"]["n_images"] == 12 and v["revalidated"]["classifier_sha256"]
+    sweep = v["marginalisation_by_size"]
+    assert [(r["min_cover"], r["max_cover"]) for r in sweep] == [tuple(x) for x in HOLE_SIZES]
+    shares = [r["healthy_hole_share"] for r in sweep]
+    assert shares == sorted(shares) and shares[0] < 0.06 < shares[-1]  # larger holes cover more of the film
+    assert set(sweep[0]["auc_delta_healthy"]) == set(b.pathologies)
+    # the sweep at the default size is the check's own healthy half (same seed, same holes)
+    b2 = Bundle.load(d, device="cpu")
+    again = marginalisation_by_size(b2, n=12, seed=0, sizes=[(0.05, 0.5)])[0]
+    assert again["mean_auc_healthy_inpainted"] == pytest.approx(v["marginalisation"]["mean_auc_healthy_inpainted"])
+    text = "\n".join(inpainting_section(d))
+    assert "| 1-5 % |" in text and "| 5-50 % |" in text and "--revalidate" in text
+
+
 # ---------------------------------------------------------------- CLI
 def test_cli_trains_a_tiny_bundle_and_prints_the_quality(tmp_path, capsys):
     from cfviewer.cli import main

@@ -96,6 +96,9 @@ def register(subparsers) -> None:
                         "(continue with --resume)")
     i.add_argument("--seed", type=int, default=None, help="seed of data, masks, shuffling and the check (default 0)")
     i.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    i.add_argument("--revalidate", action="store_true",
+                   help="train nothing: recompute the marginalisation check (and its hole-size sweep) of the "
+                        "bundle's inpainter against its classifier as it is now, and rewrite inpainter.json")
     i.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
     i.add_argument("--work-dir", type=Path, default=None,
                    help="checkpoints + phantom cache (default ~/.cache/cfviewer/inpainter/<hash of --bundle>)")
@@ -189,12 +192,19 @@ def run_inpainter(args: argparse.Namespace) -> int:
     import torch
 
     from cfviewer.models.bundle import Bundle
-    from cfviewer.models.inpainter import quality_line, train_inpainter
+    from cfviewer.models.inpainter import InpainterConfig, quality_line, train_inpainter
 
     config = inpainter_config_from_args(args)
     if args.threads:
         torch.set_num_threads(int(args.threads))
     bundle = Bundle.load(args.bundle, device=args.device)
+    if args.revalidate:
+        from cfviewer.models.inpainter import revalidate_inpainter
+
+        n_check = config.n_check or InpainterConfig().n_check
+        validation = revalidate_inpainter(bundle, n_check=n_check, seed=args.seed, progress=not args.no_progress)
+        print(quality_line(validation))
+        return 0
     config.validate(bundle.resolution)
     print(f"partial-convolution inpainter for {args.bundle} ({bundle.resolution} px, widths "
           f"{','.join(map(str, config.widths))}, {config.epochs_phase1}+{config.epochs_phase2} epochs, "

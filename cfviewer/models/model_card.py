@@ -360,6 +360,23 @@ def inpainting_section(bundle_dir: str | Path | None) -> list[str]:
         L.append(f"| **mean** | {number(m.get('mean_auc_original'))} | {number(m.get('mean_auc_healthy_inpainted'))} | "
                  f"{number(m.get('mean_auc_pathology_inpainted'))} | {number(m.get('mean_share_below_threshold'), 2)} | "
                  f"{number(m.get('mean_prediction_drop'))} |")
+    sizes = v.get("marginalisation_by_size") or []
+    if sizes:
+        names = list((sizes[0].get("auc_delta_healthy") or {}))
+        L += ["", "The healthy check by the size of the inpainted regions (the paper does not give its own): "
+              "the explainers' masks cover about 1-5 % of the film (the mask network) and at most 20 % (the "
+              "iterative search's size limit). Change of each pathology's AUC:", "",
+              "| random holes | share inpainted | mean AUC | healthy inpainted | " + " | ".join(names) + " |",
+              "|---|---|---|---|" + "---|" * len(names)]
+        for r in sizes:
+            d = r.get("auc_delta_healthy") or {}
+            L.append(f"| {100 * float(r['min_cover']):.0f}-{100 * float(r['max_cover']):.0f} % | "
+                     f"{100 * float(r.get('healthy_hole_share') or 0):.1f} % | {number(r.get('mean_auc_original'))} | "
+                     f"{number(r.get('mean_auc_healthy_inpainted'))} | "
+                     + " | ".join(f"{float(d[q]):+.3f}" if d.get(q) is not None else "n/a" for q in names) + " |")
+    if v.get("revalidated"):
+        L += ["", f"(Checked again against this classifier on {v['revalidated'].get('created', '?')[:10]} with "
+              "`cfviewer train-explainer inpainter --bundle DIR --revalidate`.)"]
     val = (mn or {}).get("validation") or {}
     if mn is not None:
         L += ["", "Mask network of `inpainting` (`masknet.pt`, `cfviewer train-explainer masknet`), on held-out "
