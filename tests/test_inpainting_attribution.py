@@ -392,6 +392,13 @@ def test_errors_name_the_fix(tmp_path, rb):
     for name in ("inpainting", "inpainting-iterative"):
         with pytest.raises(InpainterMissingError, match=f"cfviewer train-explainer inpainter --bundle {d}"):
             get_explainer(name, b)
+    # a bundle without an autoencoder (Attri-Net) is told to train with the random features
+    from cfviewer.models.attrinet import random_attrinet_bundle
+
+    a = random_attrinet_bundle(resolution=RES, seed=2).save(tmp_path / "attri")
+    with pytest.raises(InpainterMissingError) as info:
+        get_explainer("inpainting-iterative", Bundle.load(a, device="cpu"))
+    assert f"cfviewer train-explainer inpainter --bundle {a} --features random" in str(info.value)
     attach_inpainter(b, random_inpainter(RES))
     with pytest.raises(MaskNetMissingError) as info:
         get_explainer("inpainting", b)

@@ -335,7 +335,9 @@ class PCInpainter(nn.Module):
 
 # ---------------------------------------------------------------------- files / bundle cache
 def _fix(bundle: Any) -> str:
-    return companion_command(FIX_COMMAND, bundle)
+    cmd = companion_command(FIX_COMMAND, bundle)
+    # without an autoencoder the perceptual / style features must be the random ones
+    return cmd + " --features random" if getattr(bundle, "autoencoder", None) is None else cmd
 
 
 def has_inpainter(bundle: Any) -> bool:
