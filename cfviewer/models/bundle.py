@@ -337,6 +337,15 @@ def companion_dir(bundle: Any) -> Path | None:
     return Path(d) if d is not None else None
 
 
+def cached_companion(bundle: Any, attr: str) -> Any:
+    """The companion model attached to ``bundle`` as ``attr`` (e.g. ``"_inpainter"``), moved to
+    the bundle's device; None when none is attached (the caller then loads it from the folder)."""
+    module = getattr(bundle, attr, None)
+    if module is not None and next(module.parameters()).device != torch.device(bundle.device):
+        module.to(bundle.device)
+    return module
+
+
 def companion_command(template: str, bundle: Any) -> str:
     """``template`` (a command with ``{dir}``) for this bundle's folder ("DIR" for one in memory)."""
     d = companion_dir(bundle)

@@ -201,7 +201,7 @@ from torch import nn
 
 from cfviewer.device import runtime_record
 from cfviewer.errors import BundleError, CfviewerError
-from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
+from cfviewer.models.bundle import cached_companion, companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-masknet"
 VERSION = 1
@@ -694,10 +694,8 @@ def load_masknet(bundle: Any) -> MaskNet:
     for unusable files."""
     from cfviewer.models.sagen import classifier_identity
 
-    net = getattr(bundle, "_masknet", None)
+    net = cached_companion(bundle, "_masknet")
     if net is not None:
-        if next(net.parameters()).device != torch.device(bundle.device):
-            net.to(bundle.device)
         return net
     pt, doc = read_companion_doc(
         bundle, MASKNET_PT, MASKNET_JSON, FORMAT, VERSION, fix=fix_command(bundle),

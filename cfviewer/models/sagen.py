@@ -118,7 +118,7 @@ from torch import nn
 
 from cfviewer.device import runtime_record
 from cfviewer.errors import CfviewerError
-from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
+from cfviewer.models.bundle import cached_companion, companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-sagen"
 VERSION = 1
@@ -538,11 +538,8 @@ def load_sagen(bundle: Any) -> SAGen:
     classifier or other thresholds, :class:`SAGenError` when the files are unusable. The
     check is made when the files are read: generators cached on a bundle (or on a deep copy
     of it, e.g. a cascading-randomisation copy) are used as they are."""
-    gen = getattr(bundle, "_sagen", None)
+    gen = cached_companion(bundle, "_sagen")
     if gen is not None:
-        dev = bundle.device
-        if next(gen.parameters()).device != torch.device(dev):
-            gen.to(dev)
         return gen
     pt, doc = read_companion_doc(
         bundle, SAGEN_PT, SAGEN_JSON, FORMAT, VERSION, fix=_fix(bundle),
