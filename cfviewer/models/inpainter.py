@@ -121,7 +121,7 @@ from torch import nn
 
 from cfviewer.device import runtime_record
 from cfviewer.errors import CfviewerError
-from cfviewer.models.bundle import companion_command, companion_dir, read_companion_doc
+from cfviewer.models.bundle import cached_companion, companion_command, companion_dir, read_companion_doc
 
 FORMAT = "cfviewer-inpainter"
 VERSION = 1
@@ -382,10 +382,8 @@ def load_inpainter(bundle: Any) -> PCInpainter:
     Raises :class:`InpainterMissingError` (naming the folder and the command that trains it)
     when there is none, :class:`InpainterResolutionError` when it was trained at another
     resolution, :class:`InpainterError` when the files are unusable."""
-    mod = getattr(bundle, "_inpainter", None)
+    mod = cached_companion(bundle, "_inpainter")
     if mod is not None:
-        if next(mod.parameters()).device != torch.device(bundle.device):
-            mod.to(bundle.device)
         return mod
     pt, doc = read_companion_doc(
         bundle, INPAINTER_PT, INPAINTER_JSON, FORMAT, VERSION, fix=_fix(bundle),
@@ -421,10 +419,15 @@ def save_inpainter(module: PCInpainter, directory: str | Path, doc: Mapping[str,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_torch_atomic({k: v.detach().cpu() for k, v in module.state_dict().items()}, directory / INPAINTER_PT)
-    tmp = directory / (INPAINTER_JSON + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
-    tmp.replace(directory / INPAINTER_JSON)
+    _write_doc(directory, doc)
     return directory / INPAINTER_PT
+
+
+def _write_doc(directory: Path, doc: Mapping[str, Any]) -> None:
+    """``inpainter.json`` through a temporary file."""
+    tmp = Path(directory) / (INPAINTER_JSON + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
+    tmp.replace(Path(directory) / INPAINTER_JSON)
 
 
 def random_inpainter(resolution: int, seed: int = 0, widths: Sequence[int] | None = None,
@@ -1167,8 +1170,7 @@ def train_inpainter(
         validation["marginalisation"] = marginalisation_check(bundle, model, n=config.n_check, seed=config.seed,
                                                               healthy=val_data, progress=progress)
         validation["marginalisation_by_size"] = marginalisation_by_size(bundle, model, n=config.n_check,
-                                                                        seed=config.seed, healthy=val_data,
-                                                                        progress=progress)
+                                                                        seed=config.seed, progress=progress)
     eval_seconds = time.perf_counter() - t
     doc = {
         "format": FORMAT,
@@ -1218,7 +1220,8 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 def marginalisation_check(bundle: Any, inpainter: PCInpainter | None = None, n: int = 200, seed: int = 0, *,
                           runs: int = 1, dilate: int = 2, exclusion: int = 3, batch_size: int = 16,
                           healthy: HealthyData | None = None, progress: bool = False,
-                          min_cover: float = 0.05, max_cover: float = 0.5) -> dict[str, Any]:
+                          min_cover: float = 0.05, max_cover: float = 0.5,
+                          healthy_only: bool = False) -> dict[str, Any]:
     """The paper's Fig. 1c check on ``n`` held-out phantoms of the bundle's domain (dataset
     seed :func:`check_seed`; image i has pathology ``i mod C`` forced present or absent with
     probability 1/2, the others drawn as in the domain, so every pathology has positives).
@@ -1229,7 +1232,9 @@ def marginalisation_check(bundle: Any, inpainter: PCInpainter | None = None, n: 
     ~0.01 of (i)), and (iii) with each positive's own finding mask (dilated by ``dilate`` px)
     inpainted (negatives as in (ii)): the AUC, the share of positives the classifier called
     positive whose prediction falls below the threshold, and the mean prediction drop. Plus
-    the hole error on ``healthy`` (default: 64 healthy held-out phantoms) with random masks."""
+    the hole error on ``healthy`` (default: 64 healthy held-out phantoms) with random masks.
+    ``healthy_only`` computes (i) and (ii) alone (the finding and hole-error keys are None):
+    the same holes, as (iii) draws no random numbers."""
     from cfviewer.evaluation.cases import training_seed_overlap
     from cfviewer.models.evaluation import roc_auc
     from cfviewer.phantoms.generator import image_seeds
@@ -1295,7 +1300,7 @@ def marginalisation_check(bundle: Any, inpainter: PCInpainter | None = None, n: 
                                  "mean_abs_change_healthy_inpainted": float(np.abs(ph[:, k] - p0[:, k]).mean()),
                                  "positives_with_mask": len(rows)}
         entry["auc_delta_healthy"] = entry["auc_healthy_inpainted"] - entry["auc_original"]
-        if rows:
+        if rows and not healthy_only:
             keep = torch.from_numpy(np.stack([~own[i][name] for i in rows])).float()[:, None]
             pk = predict(inpaint(x_all[rows], keep))[:, k]
             before = p0[rows, k]
@@ -1316,9 +1321,10 @@ def marginalisation_check(bundle: Any, inpainter: PCInpainter | None = None, n: 
         vals = [v[key] for v in per.values() if v.get(key) is not None and np.isfinite(v[key])]
         return float(np.mean(vals)) if vals else None
 
-    if healthy is None:
+    if healthy is None and not healthy_only:
         healthy = healthy_phantoms(bundle, min(int(n), 64), validation_seed(seed), exclude=seeds)
-    hkeep = random_keep_mask(len(healthy), src.size, _stream_seed(seed, 6), min_cover, max_cover)
+    hkeep = None if healthy_only else random_keep_mask(len(healthy), src.size, _stream_seed(seed, 6), min_cover,
+                                                       max_cover)
     result = {
         "n_images": int(len(seeds)),
         "seed": int(seed),
@@ -1335,7 +1341,7 @@ def marginalisation_check(bundle: Any, inpainter: PCInpainter | None = None, n: 
         "mean_auc_pathology_inpainted": mean_of("auc_pathology_inpainted"),
         "mean_prediction_drop": mean_of("mean_prediction_drop"),
         "mean_share_below_threshold": mean_of("share_below_threshold"),
-        "hole_error_healthy": hole_error(model, healthy, hkeep, batch_size),
+        "hole_error_healthy": None if healthy_only else hole_error(model, healthy, hkeep, batch_size),
         "per_pathology": per,
     }
     model.train(was)
@@ -1349,8 +1355,8 @@ delta = 0.2, and the training masks' 5-50 % (the check's default)."""
 
 
 def marginalisation_by_size(bundle: Any, inpainter: PCInpainter | None = None, n: int = 200, seed: int = 0, *,
-                            sizes: Sequence[Sequence[float]] = HOLE_SIZES, progress: bool = False,
-                            healthy: HealthyData | None = None) -> list[dict[str, Any]]:
+                            sizes: Sequence[Sequence[float]] = HOLE_SIZES, progress: bool = False
+                            ) -> list[dict[str, Any]]:
     """The healthy half of :func:`marginalisation_check` at each (min_cover, max_cover) of
     ``sizes``: the paper's "within about 0.01" depends on how much of the film is inpainted,
     and it does not say how large its random regions were. Per size: the mean share of the
@@ -1358,7 +1364,7 @@ def marginalisation_by_size(bundle: Any, inpainter: PCInpainter | None = None, n
     out = []
     for lo, hi in sizes:
         m = marginalisation_check(bundle, inpainter, n=n, seed=seed, min_cover=float(lo), max_cover=float(hi),
-                                  progress=progress, healthy=healthy)
+                                  progress=progress, healthy_only=True)
         deltas = {k: v["auc_delta_healthy"] for k, v in m["per_pathology"].items()}
         finite = [abs(d) for d in deltas.values() if d is not None and np.isfinite(d)]
         out.append({"min_cover": float(lo), "max_cover": float(hi), "n_images": m["n_images"],
@@ -1393,9 +1399,7 @@ def revalidate_inpainter(bundle: Any, n_check: int = 200, seed: int | None = Non
                                  "classifier_sha256": sha256_file(bdir / "classifier.pt"),
                                  "seconds": time.perf_counter() - t}
     doc["validation"] = validation
-    tmp = bdir / (INPAINTER_JSON + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
-    tmp.replace(bdir / INPAINTER_JSON)
+    _write_doc(bdir, doc)
     bundle._inpainter_doc = doc
     log(f"rewrote {bdir / INPAINTER_JSON} (weights unchanged)")
     return validation
