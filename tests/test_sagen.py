@@ -493,6 +493,12 @@ def test_continue_starts_from_the_bundles_generators_and_records_them(tmp_path, 
     assert main(base + ["--epochs", "1", "--widths", "8,16,32", "--continue"]) == 2
     assert "another architecture" in capsys.readouterr().err
     assert json.loads((d / SAGEN_JSON).read_text()) == fresh  # a refused run changes nothing
+    # --continue without --widths / --preset trains the architecture the bundle's generators have
+    no_widths = [a for i, a in enumerate(base) if a != "--widths" and base[i - 1] != "--widths"]
+    assert main(no_widths + ["--epochs", "0", "--continue"]) == 0
+    cont = json.loads((d / SAGEN_JSON).read_text())
+    assert cont["model"]["config"]["widths"] == [8, 16]
+    assert cont["training"]["config"]["widths"] == [8, 16] and cont["preset"]["name"] == fresh["preset"]["name"]
 
 
 def test_alpha_l1_overrides_the_sparsity_weight_and_is_recorded(data, tmp_path):

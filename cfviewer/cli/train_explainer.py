@@ -160,9 +160,14 @@ def run_sagen(args: argparse.Namespace) -> int:
     config = sagen_config_from_args(args)  # a bad preset fails before the bundle is loaded
     bundle = Bundle.load(args.bundle, device=args.device)
     if getattr(args, "continue_", False):
-        from cfviewer.models.sagen import continue_sha256
+        from cfviewer.models.sagen import continue_sha256, continued_architecture
 
         config.continue_from = continue_sha256(bundle)
+        arch = continued_architecture(bundle)  # what --widths / --preset leave unsaid: the bundle's generators
+        if not args.widths and "widths" in arch:
+            config.widths = arch["widths"]
+        if args.preset is None and "preset" in arch:
+            config.preset = arch["preset"]
     preset = get_preset(config.preset)
     beta = "" if config.beta is None else f", beta override {config.beta:g}"
     print(f"SAGen {preset.name}{beta} for {args.bundle} ({len(bundle.pathologies)} pathologies, "

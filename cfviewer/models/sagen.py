@@ -978,6 +978,24 @@ def continue_sha256(bundle: Any) -> str:
     return sha256_file(pt)
 
 
+def continued_architecture(bundle: Any) -> dict[str, Any]:
+    """The widths and preset of the generators the bundle has (``{}`` when its sagen.json does
+    not say): a ``--continue`` run that does not name them trains the same architecture."""
+    d = companion_dir(bundle)
+    try:
+        doc = json.loads((d / SAGEN_JSON).read_text()) if d is not None else {}
+    except (OSError, ValueError):
+        return {}  # _continued_from names the unreadable file
+    out: dict[str, Any] = {}
+    widths = ((doc.get("model") or {}).get("config") or {}).get("widths")
+    if widths:
+        out["widths"] = [int(w) for w in widths]
+    preset = (doc.get("preset") or {}).get("name")
+    if preset in PRESETS:
+        out["preset"] = preset
+    return out
+
+
 def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, Any]:
     """Load the bundle's current generators into ``gen`` (a run that continues them); their
     sagen.json training summary, for the new one. Generators trained against an earlier
