@@ -61,8 +61,10 @@ data terms and weight term keep the paper's ratio whatever share of the batch it
 Presets = the rows of Table I (:data:`PRESETS`); the default is "Single AE1 (W,TV)": a = (1, 1,
 1, 0.2), b1 = b2 = 0.001, gamma = 0.1, lambda = 0.2. The two "Duo AE" rows (two separate
 U-Nets) are listed in :data:`DUO_PRESETS` but not implemented: :func:`get_preset` refuses them
-("use a Single AE preset"). ``SAGenConfig.beta`` overrides b1 = b2 (recorded in sagen.json):
-the paper's value is the documented preset.
+("use a Single AE preset"). ``SAGenConfig.beta`` overrides b1 = b2 and ``SAGenConfig.alpha_l1``
+overrides a4 (both recorded in sagen.json): the paper's values are the documented preset, which
+its authors chose by trial and error for their ResNet50 on 224 px films (section IV-C, Table I);
+the demo generators use b = 1 and a4 = 10 (below, and docs/experiments.md).
 
 Training (section IV-C)
 -----------------------
