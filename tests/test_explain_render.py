@@ -160,3 +160,17 @@ def test_captions_without_an_autoencoder_name_the_image_not_a_reconstruction():
     e.pred_reconstruction = None  # Attri-Net: the lambda = 0 frame is the image itself
     caps = render.frame_captions(e)
     assert caps[0][1].startswith("the image, p = ") and not any("reconstruction" in " ".join(c) for c in caps)
+
+
+def test_captions_of_a_generator_pair_name_the_similar_image():
+    """SAGen (and adversarial_fi on its pair): the lambda = 0 frame is g_s(x), the similar
+    generator's image, and its probability is f(g_s(x)); no frame is called a reconstruction."""
+    e = make_explanation(k=4)
+    e.start_frame = "similar"
+    caps = render.frame_captions(e)
+    assert caps[0] == ["Mass · original p = 0.80", "similar image g_s(x) p = 0.75"]
+    assert not any("reconstruction" in " ".join(c) for c in caps)
+    assert e.summary()["start_frame"] == "similar"
+    assert make_explanation().summary()["start_frame"] == "reconstruction"
+    with pytest.raises(ValueError, match="start frame 'twin'"):
+        type(e)(method="m", target="Mass", map=e.map, image=e.image, pred_original=0.5, start_frame="twin")

@@ -327,6 +327,7 @@ def test_sagen_single_is_eq_3_with_the_path_frames(rb):
     preds = rb.classifier(torch.as_tensor(e.frames)[:, None])[:, t].detach().numpy()
     np.testing.assert_allclose(e.frame_preds, preds, rtol=1e-5, atol=1e-6)
     assert e.pred_reconstruction == pytest.approx(e.frame_preds[-1])
+    assert e.start_kind == "similar" and e.summary()["start_frame"] == "similar"  # named g_s(x), not "reconstruction"
     assert e.params["pred_x_a"] == pytest.approx(e.frame_preds[0])
     assert e.summary()["pred_counterfactual"] == pytest.approx(e.frame_preds[0])
     assert e.evaluations["generator"] == 1 and e.params["n_augment"] == 0
@@ -408,10 +409,11 @@ def test_adversarial_fi_pair_sagen_uses_g_s_and_g_a(rb):
         given = get_explainer("adversarial_fi-v2", rb).explain(img, "Mass", x_s=gs, x_a=ga)
         np.testing.assert_allclose(e.map, given.map, rtol=1e-3, atol=1e-9)
         assert e.frames is not None and e.frames.shape[0] == 10 and e.timings["total"] >= e.timings["sagen_generate"]
+        assert e.start_kind == "similar"  # its frames are the g_s -> g_a path
     d = get_explainer("adversarial_diff", rb, pair="sagen").explain(img, "Mass")
     np.testing.assert_allclose(d.map, np.abs(gs - ga), rtol=1e-5, atol=1e-3)
     ls = get_explainer("adversarial_diff", rb, pair="latentshift").explain(img, "Mass")
-    assert ls.params["pair"] == "latentshift" and "search" in ls.params
+    assert ls.params["pair"] == "latentshift" and "search" in ls.params and ls.start_kind == "reconstruction"
     # a bundle without generators: 'auto' is Latent Shift's pair
     plain = random_bundle(resolution=RES, seed=1)
     assert get_explainer("adversarial_diff", plain).explain(img, "Mass").params["pair"] == "latentshift"

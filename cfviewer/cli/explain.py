@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cfviewer.errors import CfviewerError
+from cfviewer.explain.frames import START_FRAMES
 
 
 class ExplainArgsError(CfviewerError):
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     files["json"] = "explanation.json"
 
     cf = f", counterfactual p = {e.frame_preds[0]:.3f}" if e.frame_preds is not None else ""
-    rec = f", reconstruction p = {e.pred_reconstruction:.3f}" if e.pred_reconstruction is not None else ""
+    rec = (f", {START_FRAMES[e.start_kind]['short']} p = {e.pred_reconstruction:.3f}"  # SAGen: g_s(x)
+           if e.pred_reconstruction is not None else "")
     print(
         f"{e.method} for {target}: original p = {e.pred_original:.3f}{rec}{cf}; "
         f"{doc['timings']['total'] * 1000:.0f} ms; wrote {', '.join(sorted(files.values()))} to {out}"

@@ -342,6 +342,7 @@ class AdversarialExplainer(Explainer):
             frame_preds=None if ls is None else ls.frame_preds,
             counterfactual=to_map(xa)[0],
             pred_reconstruction=pred_s,
+            start_frame=None if ls is None else ls.start_kind,
             params=params,
             timings=timings,
             evaluations=evaluations,

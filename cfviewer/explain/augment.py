@@ -197,6 +197,7 @@ class AugmentedExplainer(Explainer):
                     frame_preds=plain.frame_preds,
                     counterfactual=plain.counterfactual,
                     pred_reconstruction=plain.pred_reconstruction,
+                    start_frame=plain.start_frame,
                     params=params,
                     timings=timings,
                     evaluations=evaluations,

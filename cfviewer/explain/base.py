@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cfviewer.errors import UnknownExplainerError
+from cfviewer.explain.frames import check_start_frame
 from cfviewer.explain.params import (  # noqa: F401  (re-exported)
     ExplainerParameterError,
     ExplainerParams,
@@ -47,7 +48,10 @@ class Explanation:
         counterfactual: R x R image at the search bound (the frame that lowers the prediction
             most), or None.
         pred_reconstruction: probability of ``target`` on the autoencoder reconstruction
-            D(E(x)), or None when the method uses no autoencoder.
+            D(E(x)) (on g_s(x) for SAGen), or None when the method uses no autoencoder.
+        start_frame: what the lambda = 0 frame is (:data:`cfviewer.explain.frames.START_FRAMES`:
+            ``"reconstruction"``, ``"similar"`` or ``"image"``); None = derived from
+            ``pred_reconstruction`` (:attr:`start_kind`).
         params: the explainer's resolved parameters (JSON-serialisable), plus method-specific
             facts (e.g. the search bound and the rule that stopped it).
         timings: seconds per stage, ``"total"`` included.
@@ -70,6 +74,19 @@ class Explanation:
     params: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     evaluations: dict[str, int] = field(default_factory=dict)
+    start_frame: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_frame is not None:
+            check_start_frame(self.start_frame)
+
+    @property
+    def start_kind(self) -> str:
+        """What the lambda = 0 frame is: ``start_frame`` when set, else the reconstruction when
+        the method recorded a reconstruction probability, the image itself when not."""
+        if self.start_frame is not None:
+            return self.start_frame
+        return "reconstruction" if self.pred_reconstruction is not None else "image"
 
     @property
     def resolution(self) -> int:
@@ -93,6 +110,7 @@ class Explanation:
                 None if self.frame_preds is None else [float(v) for v in self.frame_preds]
             ),
             "n_frames": 0 if self.frames is None else int(len(self.frames)),
+            "start_frame": self.start_kind,
             "params": jsonable(self.params),
             "timings": {k: float(v) for k, v in self.timings.items()},
             "evaluations": {k: int(v) for k, v in self.evaluations.items()},

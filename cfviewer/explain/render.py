@@ -39,6 +39,7 @@ from cfviewer.explain.draw import (  # noqa: F401
     overlay,
     to_grey,
 )
+from cfviewer.explain.frames import START_FRAMES
 from cfviewer.formatting import number
 
 if TYPE_CHECKING:  # annotations only: importing this module must not import torch
@@ -122,8 +123,9 @@ def frame_captions(explanation: Explanation) -> list[list[str]]:
     :func:`animation_frames`). Every frame names the target and the probability on the
     *original* image (what the reader is told); the lambda = 0 frame -- the autoencoder's
     reconstruction, where the loop starts and turns -- adds the reconstruction's probability
-    ("the image, p = ..." for a method without an autoencoder, whose lambda = 0 frame is the
-    image itself), the other frames their lambda and probability:
+    (named by :attr:`Explanation.start_kind`: "similar image g_s(x) p = ..." for SAGen, "the
+    image, p = ..." for a method without an autoencoder, whose lambda = 0 frame is the image
+    itself), the other frames their lambda and probability:
 
         Mass · original p = 0.38        Mass · original p = 0.38
         reconstruction p = 0.10         lambda = -34, p = 0.05
@@ -137,10 +139,11 @@ def frame_captions(explanation: Explanation) -> list[list[str]]:
     out = []
     for k in order:
         if i0 is not None and k == i0:
-            if e.pred_reconstruction is not None:
-                line = f"reconstruction p = {number(e.pred_reconstruction, 2)}"
-            else:  # no autoencoder (Attri-Net): the lambda = 0 frame is the image itself
+            kind = e.start_kind
+            if kind == "image":  # no autoencoder (Attri-Net, inpainting): the lambda = 0 frame is the image
                 line = f"the image, p = {number(preds[k], 2)}"
+            else:  # the reconstruction D(E(x)), or SAGen's similar image g_s(x)
+                line = f"{START_FRAMES[kind]['short']} p = {number(e.pred_reconstruction, 2)}"
         elif lambdas is not None:
             line = f"lambda = {_fmt_lambda(float(lambdas[k]))}, p = {number(preds[k], 2)}"
         else:

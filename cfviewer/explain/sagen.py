@@ -22,7 +22,8 @@ x(lambda) = g_s(x) - lambda (g_a(x) - g_s(x)) for ``lambdas = linspace(-1, 0, n_
 g_s(x) the lambda = 0 frame (``frames[-1]``), so
 :func:`cfviewer.metrics.counterfactual.score_explanation` compares g_a(x) with g_s(x).
 ``frame_preds`` are the classifier's target probabilities on the frames, ``counterfactual`` =
-g_a(x), ``pred_reconstruction`` = f(g_s(x)). Maps, frames and counterfactual are of the
+g_a(x), ``pred_reconstruction`` = f(g_s(x)) and ``start_frame`` = ``"similar"`` (the animation
+and the reader's slider call the lambda = 0 frame "similar image g_s(x)", not a reconstruction). Maps, frames and counterfactual are of the
 untransformed image. ``explain_batch`` runs every image, its transforms and its frames through
 the generators and the classifier in shared batched passes (``max_batch`` images each).
 
@@ -159,6 +160,7 @@ class SAGenExplainer(Explainer):
                 frame_preds=preds[i].astype(np.float64),
                 counterfactual=frames_np[i, 0].copy(),
                 pred_reconstruction=ps,
+                start_frame="similar",
                 params=params,
                 timings=dict(timings),
                 evaluations={

@@ -142,6 +142,7 @@ def window_controls(img, key: str) -> tuple[viewer.Window, float, float, float]:
 # --------------------------------------------------------------------------- case viewer
 def _frame_info(media_list) -> tuple[Any, list] | tuple[None, list]:
     """(media with frames, slider steps) for the first explanation that has frames."""
+    from cfviewer.explain.frames import start_frame_of
     from cfviewer.ui.reading import frame_steps
 
     for m in media_list:
@@ -149,15 +150,15 @@ def _frame_info(media_list) -> tuple[Any, list] | tuple[None, list]:
             data = viewer.load_frames(m.frames_path)
             preds = data.get("frame_preds")
             lambdas = data.get("lambdas")
-            reconstruction = True
+            start = "reconstruction"
             if m.json_path is not None:
                 info = viewer.read_json(m.json_path)
                 info = info.get("explanation", info)  # precompute nests Explanation.summary()
                 preds = preds if preds is not None else info.get("frame_preds")
                 lambdas = lambdas if lambdas is not None else info.get("lambdas")
-                # no autoencoder (Attri-Net): the unshifted frame is the image, not a reconstruction
-                reconstruction = not ("pred_reconstruction" in info and info["pred_reconstruction"] is None)
-            return m, frame_steps(len(data["frames"]), lambdas, preds, reconstruction=reconstruction)
+                # the reconstruction, SAGen's g_s(x), or the image itself (Attri-Net, inpainting)
+                start = start_frame_of(info)
+            return m, frame_steps(len(data["frames"]), lambdas, preds, start=start)
     return None, []
 
 
@@ -185,8 +186,8 @@ def image_viewer(view, media_list) -> None:
                      "model's prediction drops; the slider steps through the frames.")
             k = c3.slider("Frame", 0, len(steps) - 1, len(steps) - 1, key=f"cfv_frame_{view.assignment_id}",
                           disabled=not counterfactual, label_visibility="collapsed",
-                          help="Frame 0 = the autoencoder's reconstruction (the image itself for a model "
-                               "without one), last = the counterfactual")
+                          help="Frame 0 = the autoencoder's reconstruction (SAGen: the similar image g_s(x); "
+                               "the image itself for a model without an autoencoder), last = the counterfactual")
             if counterfactual:
                 step = steps[k]
         if step is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from cfviewer.explain.frames import START_FRAMES, check_start_frame
 from cfviewer.study import reader_flow as flow
 from cfviewer.study import responses as R
 from cfviewer.study.errors import StudyError
@@ -72,17 +73,25 @@ class FrameStep:
     step: int
     frame_index: int  # index into the frames array
     prediction: float | None
-    lam: float | None = None  # the frame's lambda (0 = the autoencoder's reconstruction)
-    reconstruction: bool = True  # False: no autoencoder (Attri-Net), the lambda = 0 frame is the image
+    lam: float | None = None  # the frame's lambda (0 = the unchanged frame)
+    start: str = "reconstruction"  # what the lambda = 0 frame is (cfviewer.explain.frames.START_FRAMES)
+
+    @property
+    def reconstruction(self) -> bool:
+        """The lambda = 0 frame is the autoencoder's reconstruction."""
+        return self.start == "reconstruction"
 
 
 def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None,
-                reconstruction: bool = True) -> list[FrameStep]:
+                start: str = "reconstruction") -> list[FrameStep]:
     """Slider positions from the unshifted image to the counterfactual.
 
     Frames are stored by increasing lambda (the counterfactual first); only the lowering
-    direction (lambda <= 0) is shown, like the animation. ``reconstruction`` False: the method
-    has no autoencoder (Attri-Net), so the lambda = 0 frame is the image itself."""
+    direction (lambda <= 0) is shown, like the animation. ``start`` says what the lambda = 0
+    frame is (:func:`cfviewer.explain.frames.start_frame_of` of the explanation's record): the
+    autoencoder's reconstruction, SAGen's similar image g_s(x) (``"similar"``), or the image
+    itself (``"image"``: Attri-Net, inpainting)."""
+    start = check_start_frame(start)
     idx = list(range(n_frames))
     if lambdas is not None and len(lambdas) == n_frames:
         neg = [i for i in idx if float(lambdas[i]) <= 0]
@@ -95,40 +104,34 @@ def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None,
             v = float(preds[i])
             p = v if math.isfinite(v) else None
         lam = float(lambdas[i]) if lambdas is not None and len(lambdas) == n_frames else None
-        out.append(FrameStep(step, i, p, lam, bool(reconstruction)))
+        out.append(FrameStep(step, i, p, lam, start))
     return out
 
 
 def frame_caption(step: FrameStep, last: int, pathology: str, pred_original: float | None) -> str:
     """The slider's caption, named as in the animation: the unshifted frame (lambda = 0) is
-    the autoencoder's reconstruction, so it gives the original's probability (the one the
-    reader is told) and the reconstruction's; the other frames their lambda and probability."""
+    the autoencoder's reconstruction (or SAGen's similar image), so it gives the original's
+    probability (the one the reader is told) and that frame's; the other frames their lambda and
+    probability."""
     def p(v: float | None) -> str:
         return f"{v:.2f}" if v is not None and math.isfinite(v) else "not recorded"
 
-    if (step.lam == 0.0 or (step.lam is None and step.step == 0)) and not step.reconstruction:
-        return (f"Counterfactual frame {step.step} of {last}: the image itself (lambda = 0) · {pathology}: "
-                f"original p = {p(pred_original)}")
     if step.lam == 0.0 or (step.lam is None and step.step == 0):
-        return (f"Counterfactual frame {step.step} of {last}: the autoencoder's reconstruction "
-                f"(lambda = 0) · {pathology}: original p = {p(pred_original)} · "
-                f"reconstruction p = {p(step.prediction)}")
+        what = START_FRAMES[step.start]
+        head = f"Counterfactual frame {step.step} of {last}: {what['long']} (lambda = 0) · {pathology}: "
+        if step.start == "image":
+            return head + f"original p = {p(pred_original)}"
+        return head + f"original p = {p(pred_original)} · {what['short']} p = {p(step.prediction)}"
     lam = f"lambda = {step.lam:.3g}, " if step.lam is not None else ""
     return f"Counterfactual frame {step.step} of {last} · {pathology}: {lam}p = {p(step.prediction)}"
 
 
-ANIMATION_NOTE = (
-    "Heading: the model's probability on the **original** film. Animation: frame 0 is the "
-    "autoencoder's **reconstruction** (both shown), then p on each **changed** image (the bar).")
-ANIMATION_NOTE_NO_AUTOENCODER = (
-    "Heading: the model's probability on the **original** film. Animation: frame 0 is the "
-    "**original** image (this model has no autoencoder), then p on each **changed** image (the bar).")
-
-
 def animation_note(steps: list[FrameStep]) -> str:
-    """The caption under the animation tiles: what frame 0 is (the reconstruction, or the image
-    itself for a model without an autoencoder)."""
-    return ANIMATION_NOTE if not steps or steps[0].reconstruction else ANIMATION_NOTE_NO_AUTOENCODER
+    """The caption under the animation tiles: what frame 0 is (the reconstruction, SAGen's
+    similar image, or the image itself for a model without an autoencoder)."""
+    start = steps[0].start if steps else "reconstruction"
+    return ("Heading: the model's probability on the **original** film. Animation: frame 0 is "
+            f"{START_FRAMES[start]['note']}, then p on each **changed** image (the bar).")
 
 
 # --------------------------------------------------------------------------- screens

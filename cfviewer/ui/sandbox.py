@@ -164,7 +164,7 @@ def timing_table(results: Sequence[SandboxResult]):
         "explainer": r.name,
         "seconds": round(r.seconds, 3),
         "prediction": r.pred_original,
-        "on reconstruction": r.pred_reconstruction,
+        "on reconstruction (SAGen: g_s(x))": r.pred_reconstruction,
         "on counterfactual": r.pred_counterfactual,
         "training domain": domain_label(r.domain),
         "status": "ok" if r.ok else r.error,
