@@ -503,6 +503,46 @@ def test_continue_starts_from_the_bundles_generators_and_records_them(tmp_path, 
     assert cont["training"]["config"]["widths"] == [8, 16] and cont["preset"]["name"] == fresh["preset"]["name"]
 
 
+def test_one_layer_heads_continue_as_two_layer_heads_exactly(tmp_path, capsys):
+    """Single AE1 -> Single AE2 (Table I): the deepened generators compute what the old ones
+    did (identity first layer on the U-Net's non-negative features), and --continue with a
+    Single AE2 preset starts from them."""
+    from cfviewer.cli import main
+    from cfviewer.models.sagen import SAGen, deepened_heads
+
+    torch.manual_seed(0)
+    old = SAGen(["Mass", "Effusion"], widths=(8, 16), head_layers=1)
+    with torch.no_grad():  # trained-looking heads: non-zero residuals, the pair apart
+        for h in list(old.similar) + list(old.adversarial):
+            h[-1].weight.normal_(0, 0.05)
+            h[-1].bias.normal_(0, 0.01)
+    new = SAGen(["Mass", "Effusion"], widths=(8, 16), head_layers=2)
+    assert deepened_heads(old, new)
+    x = torch.rand(3, 1, RES, RES) * 2048 - 1024
+    for k in (0, 1):
+        for a, b in zip(old(x, k), new(x, k)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+        torch.testing.assert_close(old.head_distance(k), new.head_distance(k))
+    assert not deepened_heads(new, old)  # only 1 -> 2
+    assert not deepened_heads(old, SAGen(["Mass", "Effusion"], widths=(8, 32), head_layers=2))
+    # through the CLI: continue a trained AE1 bundle as AE2
+    d = random_bundle(resolution=RES, seed=2).save(tmp_path / "b")
+    base = ["train-explainer", "sagen", "--bundle", str(d), "--n-train", "8", "--n-val", "4", "--batch-size", "4",
+            "--widths", "8,16", "--work-dir", str(tmp_path / "w"), "--device", "cpu", "--no-progress"]
+    assert main(base + ["--epochs", "1"]) == 0
+    b = Bundle.load(d, device="cpu")
+    img = b.model_input(image(3))
+    before = [v.clone() for v in load_sagen(b)(img, 0)]
+    assert main(base + ["--epochs", "0", "--continue", "--preset", "Single AE2 (W,TV)"]) == 0
+    doc = json.loads((d / SAGEN_JSON).read_text())
+    assert doc["model"]["config"]["head_layers"] == 2 and doc["preset"]["name"] == "Single AE2 (W,TV)"
+    assert doc["training"]["continued_from"]["deepened_heads"].startswith("1 -> 2")
+    after = load_sagen(Bundle.load(d, device="cpu"))(img, 0)
+    for a, c in zip(before, after):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-3)
+    capsys.readouterr()
+
+
 def test_alpha_l1_overrides_the_sparsity_weight_and_is_recorded(data, tmp_path):
     from cfviewer.models.sagen import effective_preset
 

@@ -88,7 +88,9 @@ generators, marked ``"stopped": "max_minutes"``; ``--resume`` continues it). A f
 can be trained further with other settings (``--continue``, ``SAGenConfig.continue_from`` = the
 sha256 of the bundle's sagen.pt): the new run starts from those weights with a fresh optimiser,
 and sagen.json keeps the earlier runs' configs, histories and held-out quality
-(``training.continued_from``, a chain). The demo bundle's generators were trained this way: 3
+(``training.continued_from``, a chain). A Single AE2 preset continues one-layer heads as
+two-layer heads (:func:`deepened_heads`: the added first layer is the identity, so the run
+starts from exactly the generators it continues). The demo bundle's generators were trained this way: 3
 epochs at beta 0.1, 5 at beta 0.3, 5 at beta 1.0, then (all at beta 1.0, ``--alpha-l1``) 8
 epochs with the L1 weight a4 raised to 5 and 2 with a4 = 10, the last 4 at lr 1.5e-4
 (sagen.json). The larger a4 prices every changed pixel, so the adversarial change became local
@@ -1022,16 +1024,47 @@ def _continued_from(bundle: Any, gen: SAGen, config: SAGenConfig) -> dict[str, A
         raise SAGenError(f"--continue: the bundle's {SAGEN_PT} + {SAGEN_JSON} cannot be read "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                          f"train afresh without --continue") from None
-    if old.config() != gen.config():
+    deepened = False
+    if old.config() == gen.config():
+        gen.load_state_dict(old.state_dict())
+    elif deepened_heads(old, gen):
+        deepened = True  # Single AE1 -> AE2: the same generators, one more (identity) layer per head
+    else:
         raise SAGenError(f"the bundle's generators have another architecture ({old.config()}) than this run "
-                         f"({gen.config()}); pass the same --widths / --preset")
-    gen.load_state_dict(old.state_dict())
+                         f"({gen.config()}); pass the same --widths / --preset (or a Single AE2 preset, "
+                         "to continue one-layer heads as two-layer heads)")
     tr = dict(doc.get("training") or {})
     ident = (doc.get("classifier") or {}).get("identity")
     return {"sagen_pt_sha256": got, "config": tr.get("config"), "steps": tr.get("steps"),
             "history": tr.get("history"), "continued_from": tr.get("continued_from"),
             "validation": doc.get("validation"), "classifier_identity": ident,
-            "classifier_changed": ident != classifier_identity(bundle)}
+            "classifier_changed": ident != classifier_identity(bundle),
+            **({"deepened_heads": "1 -> 2 layers (identity first layer)"} if deepened else {})}
+
+
+def deepened_heads(old: SAGen, new: SAGen) -> bool:
+    """Load one-layer-head generators ``old`` (Single AE1) into two-layer-head ``new`` (Single
+    AE2) of the same U-Net and pathologies, exactly: every head's new first convolution is the
+    identity (kernel centre 1 on its own channel, bias 0) and its last convolution is ``old``'s
+    head. The shared U-Net ends with a ReLU, so its features are >= 0 and the ReLU between the
+    two layers passes them unchanged: ``new`` computes what ``old`` did, and L_s,a (eq. 8) is
+    unchanged too, since the added layers are the same in both heads of a pair. False (nothing
+    loaded) when the two differ in anything else."""
+    o, n = old.config(), new.config()
+    if not (o["head_layers"] == 1 and n["head_layers"] == 2
+            and o["pathologies"] == n["pathologies"] and o["widths"] == n["widths"]):
+        return False
+    new.shared.load_state_dict(old.shared.state_dict())
+    w0 = new.widths[0]
+    eye = torch.zeros(w0, w0, 3, 3)
+    eye[torch.arange(w0), torch.arange(w0), 1, 1] = 1.0
+    with torch.no_grad():
+        for heads_old, heads_new in ((old.similar, new.similar), (old.adversarial, new.adversarial)):
+            for h_old, h_new in zip(heads_old, heads_new):
+                h_new[0].weight.copy_(eye)
+                h_new[0].bias.zero_()
+                h_new[-1].load_state_dict(h_old[-1].state_dict())
+    return True
 
 
 def _accumulate(running: dict[str, list[float]], loss: float, terms: Mapping[str, torch.Tensor]) -> None:
@@ -1151,7 +1184,7 @@ __all__ = [
     "SAGenMissingError", "SAGenResult", "SAGenStaleError", "SAGenStopped", "SharedUNet",
     "attach_sagen", "bce_on_map", "bundle_phantoms", "choose_heads", "classifier_logits", "default_work_dir",
     "from_unit", "make_head", "to_unit", "training_data_seed", "classification_loss", "classifier_identity",
-    "detach_sagen", "evaluate_sagen", "get_preset", "has_sagen", "load_sagen", "preset_names",
+    "deepened_heads", "detach_sagen", "evaluate_sagen", "get_preset", "has_sagen", "load_sagen", "preset_names",
     "quality_line", "random_sagen", "sagen_doc", "sagen_loss", "save_sagen", "similarity_loss",
     "threshold_log_map", "threshold_map", "total_variation", "train_sagen", "validation_seed",
     "weight_distance",
