@@ -175,3 +175,19 @@ def test_cli_and_sandbox_predict_what_sampling_predicted(nonsquare_study, tmp_pa
     assert doc["field_of_view"] == list(imaging.center_crop_box(*film.shape))
     res = run_explainers(bundle, film, target, ["gradient"])
     assert res[0].ok and res[0].pred_original == pytest.approx(prob, rel=1e-5, abs=1e-6)
+
+
+def test_raw_integer_pixels_are_refused_with_the_loader_named(tmp_path):
+    """A uint16 PNG read with PIL (0-65535) would be clipped to [0, 1024] and give a plausible
+    but wrong probability; the bundle refuses integer pixels and names cfviewer.imaging.load,
+    whose output it accepts."""
+    b = positive_bundle()
+    raw = (np.random.default_rng(0).random((64, 64)) * 65535).astype(np.uint16)
+    with pytest.raises(BundleError, match=r"uint16 pixels \(values \d+-\d+\).*cfviewer.imaging.load"):
+        b.predict(raw)
+    path = tmp_path / "film.png"
+    from PIL import Image
+
+    Image.fromarray(raw).save(path)
+    loaded = imaging.load(path)
+    assert loaded.dtype.kind == "f" and b.predict(loaded).shape == (1, len(b.pathologies))

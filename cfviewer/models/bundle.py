@@ -157,6 +157,15 @@ class Bundle:
                 raise BundleError("model_input: no images given")
             return torch.cat([self.model_input(im) for im in images])
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        if not x.is_floating_point():
+            # raw file values (uint8 0-255, uint16 0-65535) would be clipped to [0, 1024] and
+            # give a confident-looking wrong probability
+            raise BundleError(
+                f"model_input: got {str(x.dtype).replace('torch.', '')} pixels"
+                + (f" (values {int(x.long().min())}-{int(x.long().max())})" if x.numel() else "") + ", "
+                "raw file values, while the model reads float films in [-1024, 1024]; load the file with "
+                "cfviewer.imaging.load (PNG, JPEG, TIFF, DICOM), which maps it to that range"
+            )
         x = x.to(dtype=torch.float32)
         if x.ndim == 2:
             x = x[None, None]
