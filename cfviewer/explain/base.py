@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cfviewer.errors import UnknownExplainerError
-from cfviewer.explain.frames import check_start_frame
+from cfviewer.explain.frames import check_start_frame, start_frame_of
 from cfviewer.explain.params import (  # noqa: F401  (re-exported)
     ExplainerParameterError,
     ExplainerParams,
@@ -84,9 +84,7 @@ class Explanation:
     def start_kind(self) -> str:
         """What the lambda = 0 frame is: ``start_frame`` when set, else the reconstruction when
         the method recorded a reconstruction probability, the image itself when not."""
-        if self.start_frame is not None:
-            return self.start_frame
-        return "reconstruction" if self.pred_reconstruction is not None else "image"
+        return start_frame_of({"start_frame": self.start_frame, "pred_reconstruction": self.pred_reconstruction})
 
     @property
     def resolution(self) -> int:

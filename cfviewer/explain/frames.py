@@ -38,10 +38,10 @@ def check_start_frame(kind: str) -> str:
 
 def start_frame_of(summary: Mapping[str, Any] | None) -> str:
     """The start-frame kind recorded in an explanation's summary (``Explanation.summary()``,
-    or a precompute record that nests it under ``"explanation"``). Records written before the
-    field existed say nothing: their lambda = 0 frame is the reconstruction unless the
-    explanation recorded no reconstruction probability (``pred_reconstruction`` null: Attri-Net,
-    inpainting), in which case it is the image."""
+    or a precompute record that nests it under ``"explanation"``). Without one (records
+    written before the field, or ``Explanation.start_frame`` None): the lambda = 0 frame is the
+    reconstruction unless the explanation recorded no reconstruction probability
+    (``pred_reconstruction`` null: Attri-Net, inpainting), in which case it is the image."""
     if not summary:
         return "reconstruction"
     summary = summary.get("explanation", summary)

@@ -23,8 +23,8 @@ g_s(x) the lambda = 0 frame (``frames[-1]``), so
 :func:`cfviewer.metrics.counterfactual.score_explanation` compares g_a(x) with g_s(x).
 ``frame_preds`` are the classifier's target probabilities on the frames, ``counterfactual`` =
 g_a(x), ``pred_reconstruction`` = f(g_s(x)) and ``start_frame`` = ``"similar"`` (the animation
-and the reader's slider call the lambda = 0 frame "similar image g_s(x)", not a reconstruction). Maps, frames and counterfactual are of the
-untransformed image. ``explain_batch`` runs every image, its transforms and its frames through
+and the reader's slider call the lambda = 0 frame "similar image g_s(x)", not a
+reconstruction). Maps, frames and counterfactual are of the untransformed image. ``explain_batch`` runs every image, its transforms and its frames through
 the generators and the classifier in shared batched passes (``max_batch`` images each).
 
 ``params["decision"]`` records whether g_s(x) is on the other side of the bundle's threshold

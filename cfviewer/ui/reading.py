@@ -76,11 +76,6 @@ class FrameStep:
     lam: float | None = None  # the frame's lambda (0 = the unchanged frame)
     start: str = "reconstruction"  # what the lambda = 0 frame is (cfviewer.explain.frames.START_FRAMES)
 
-    @property
-    def reconstruction(self) -> bool:
-        """The lambda = 0 frame is the autoencoder's reconstruction."""
-        return self.start == "reconstruction"
-
 
 def frame_steps(n_frames: int, lambdas: Any = None, preds: Any = None,
                 start: str = "reconstruction") -> list[FrameStep]:
